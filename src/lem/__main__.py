@@ -1,0 +1,3 @@
+from lem.cli import main
+
+main()

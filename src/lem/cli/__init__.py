@@ -1,0 +1,78 @@
+"""The `lem` command line: a thin layer over the library, one module per command.
+
+Commands are imported only when run, so `lem --help` stays fast and a command's heavy
+dependencies (mlx, datasets, SDKs) load only where they are used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from lem import __version__
+from lem.errors import LemError
+
+# name -> "module:attribute"; the help text is each command's docstring.
+COMMANDS = {
+    "doctor": "lem.cli.doctor:doctor",
+    "model": "lem.cli.model:model",
+    "chat": "lem.cli.chat:chat",
+}
+
+ORDER = [
+    "init",
+    "run",
+    "kernel",
+    "generate",
+    "train",
+    "fuse",
+    "bench",
+    "score",
+    "report",
+    "verify",
+    "model",
+    "chat",
+    "doctor",
+]
+
+
+class UserError(click.ClickException):
+    """A LemError on its way out: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+class LemGroup(click.Group):
+    """Loads commands lazily and turns LemError into a one-line error with exit code 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = list(COMMANDS)
+        return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LemError as e:
+            raise UserError(str(e)) from None
+
+
+@click.group(cls=LemGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lem")
+def main() -> None:
+    """lem: turn an ethical kernel into a fine-tuned small model, and measure what changed.
+
+    \b
+    Pipeline:  kernel + seeds --generate--> training data --train--> fused model
+               --bench--> results --score--> scores --report--> tables, plots
+
+    Every stage writes a manifest and resumes where it stopped. Run `lem COMMAND --help`
+    for a command's options.
+    """

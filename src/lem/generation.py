@@ -1,0 +1,101 @@
+"""Batched generation on a loaded MLX model, with each answer's finish reason.
+
+Wraps mlx-lm's continuous-batching `BatchGenerator` so every stage (teacher, bench,
+judge, chat) gets the same thing: token ids in, (text, finish_reason, tokens) out,
+each result handed to a callback as soon as it finishes so callers can append it
+durably.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lem.models import LoadedModel
+
+
+@dataclass
+class Generation:
+    """One finished answer: `finish_reason` is "stop" (end of turn) or "length" (hit the cap)."""
+
+    text: str
+    finish_reason: str
+    tokens: int
+    prompt_tokens: int
+    seconds: float
+
+
+def encode_chat(loaded: LoadedModel, messages: Sequence[dict]) -> list[int]:
+    """Token ids of a chat, ending with the assistant's turn, via the model's chat template."""
+    return list(
+        loaded.tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=True
+        )
+    )
+
+
+def encode_text(loaded: LoadedModel, text: str) -> list[int]:
+    """Token ids of plain text (for base models without a chat template)."""
+    return list(loaded.tokenizer.encode(text))
+
+
+def generate_batch(
+    loaded: LoadedModel,
+    prompts: Sequence[Sequence[int]],
+    max_tokens: int | Sequence[int],
+    temperature: float = 0.0,
+    seed: int | None = None,
+    batch_size: int = 32,
+    on_result: Callable[[int, Generation], None] | None = None,
+) -> list[Generation]:
+    """Generate an answer for each prompt (token ids), `batch_size` sequences at a time.
+
+    Greedy when `temperature` is 0. `on_result(index, generation)` is called as each
+    answer finishes, in finishing order; the list returned is in prompt order.
+    """
+    import mlx.core as mx
+    from mlx_lm.generate import BatchGenerator
+    from mlx_lm.sample_utils import make_sampler
+
+    if not prompts:
+        return []
+    if seed is not None:
+        mx.random.seed(seed)
+    caps = [max_tokens] * len(prompts) if isinstance(max_tokens, int) else list(max_tokens)
+    tokenizer = loaded.tokenizer
+    gen = BatchGenerator(
+        loaded.model,
+        stop_tokens=[[t] for t in tokenizer.eos_token_ids],
+        sampler=make_sampler(temp=temperature),
+        completion_batch_size=batch_size,
+        prefill_batch_size=min(batch_size, 8),
+    )
+    start = time.perf_counter()
+    try:
+        uids = gen.insert([list(p) for p in prompts], caps)
+        index = {uid: i for i, uid in enumerate(uids)}
+        tokens: dict[int, list[int]] = {uid: [] for uid in uids}
+        results: list[Generation | None] = [None] * len(prompts)
+        while responses := gen.next_generated():
+            for r in responses:
+                if r.finish_reason != "stop":
+                    tokens[r.uid].append(r.token)
+                if r.finish_reason is None:
+                    continue
+                i = index[r.uid]
+                results[i] = Generation(
+                    text=tokenizer.decode(tokens[r.uid]),
+                    finish_reason=r.finish_reason,
+                    tokens=len(tokens[r.uid]),
+                    prompt_tokens=len(prompts[i]),
+                    seconds=time.perf_counter() - start,
+                )
+                if on_result is not None:
+                    on_result(i, results[i])
+    finally:
+        gen.close()
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"batch generation returned no result for prompts {missing}")
+    return results  # type: ignore[return-value]

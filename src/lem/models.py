@@ -1,0 +1,150 @@
+"""Loading models for every stage: a local MLX directory or a hub id, plus an optional adapter.
+
+This is the one place lem calls `mlx_lm.load`. On a CPU backend a quantized model is
+de-quantized and cast to float32 on load (4-bit matmuls on the CPU skip BLAS and run
+about 4x slower; float16/bfloat16 are slower still), unless `dequantize=False`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lem.errors import LemError
+
+# Files a hub snapshot needs for mlx_lm.load.
+HUB_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "*.py",
+    "tokenizer.model",
+    "*.tiktoken",
+    "*.txt",
+    "*.jinja",
+]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, with where it came from."""
+
+    model: Any
+    tokenizer: Any
+    path: Path
+    spec: str
+    adapter: Path | None = None
+    config: dict = field(default_factory=dict)
+    dequantized: bool = False
+
+    @property
+    def is_chat(self) -> bool:
+        """True when the tokenizer carries a chat template."""
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+
+def strip_provider(spec: str) -> str:
+    """`mlx/<path-or-id>` -> `<path-or-id>`; a bare path or id is returned as is."""
+    return spec[4:] if spec.startswith("mlx/") else spec
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1
+
+
+def resolve_model_path(spec: str) -> Path:
+    """Find a model's local directory: an existing path, or a hub id fetched to the cache.
+
+    A missing local path is an error, never silently tried as a hub id.
+    """
+    name = strip_provider(spec)
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise LemError(
+                f"{local}: not an MLX model directory (no config.json); "
+                "for a .gguf file run `lem model import FILE --out DIR` first"
+            )
+        return local
+    if _looks_like_path(name) or name.count("/") != 1:
+        raise LemError(
+            f"model {name!r}: no such directory, and not a hub id (org/name); "
+            "check the path or run `lem model fetch-smollm2` for a ready local model"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, allow_patterns=HUB_PATTERNS))
+    except Exception as e:  # hub and network errors come in many types; report, don't hide
+        raise LemError(
+            f"model {name!r}: not a local directory and the hub download failed "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            "check the id and your connection, or pass a local model directory"
+        ) from None
+
+
+def on_cpu() -> bool:
+    """True when MLX computes on the CPU (Linux without CUDA, or forced)."""
+    import mlx.core as mx
+
+    return mx.default_device().type == mx.DeviceType.cpu
+
+
+def dequantize_to_float32(model: Any) -> bool:
+    """De-quantize quantized layers and cast floating weights to float32; True if changed."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+    from mlx_lm.utils import dequantize_model
+
+    quantized = any(
+        isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules()
+    )
+    if quantized:
+        model = dequantize_model(model)
+    dtypes = {v.dtype for _, v in tree_flatten(model.parameters())}
+    if dtypes - {mx.float32, mx.uint32, mx.int32}:
+        model.set_dtype(mx.float32)
+    mx.eval(model.parameters())
+    return quantized or bool(dtypes - {mx.float32})
+
+
+def load_model(
+    spec: str | Path,
+    adapter: str | Path | None = None,
+    dequantize: bool | None = None,
+) -> LoadedModel:
+    """Load an MLX model from a path or hub id (optionally `mlx/`-prefixed) with an adapter.
+
+    `dequantize=None` means: on a CPU backend, de-quantize and use float32; elsewhere keep
+    the stored precision.
+    """
+    import mlx_lm
+    from mlx_lm.utils import load_adapters
+
+    spec = str(spec)
+    path = resolve_model_path(spec)
+    try:
+        model, tokenizer, config = mlx_lm.load(str(path), return_config=True)
+    except ValueError as e:
+        raise LemError(f"{path}: mlx-lm cannot load this model ({e})") from None
+    except FileNotFoundError as e:
+        raise LemError(f"{path}: incomplete model directory ({e})") from None
+    changed = False
+    if dequantize or (dequantize is None and on_cpu()):
+        changed = dequantize_to_float32(model)
+    adapter_path = None
+    if adapter is not None:
+        adapter_path = Path(adapter)
+        if not (adapter_path / "adapter_config.json").is_file():
+            raise LemError(f"{adapter_path}: not an adapter directory (no adapter_config.json)")
+        model = load_adapters(model, str(adapter_path))
+    model.eval()
+    return LoadedModel(model, tokenizer, path, spec, adapter_path, config, changed)
+
+
+def read_config(path: str | Path) -> dict:
+    """A model directory's config.json."""
+    return json.loads((Path(path) / "config.json").read_text())
