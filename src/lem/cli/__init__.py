@@ -18,6 +18,8 @@ COMMANDS = {
     "doctor": "lem.cli.doctor:doctor",
     "model": "lem.cli.model:model",
     "chat": "lem.cli.chat:chat",
+    "generate": "lem.cli.generate:generate",
+    "verify": "lem.cli.verify:verify",
 }
 
 ORDER = [
