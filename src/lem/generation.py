@@ -27,12 +27,25 @@ class Generation:
 
 
 def encode_chat(loaded: LoadedModel, messages: Sequence[dict]) -> list[int]:
-    """Token ids of a chat, ending with the assistant's turn, via the model's chat template."""
-    return list(
-        loaded.tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, tokenize=True
+    """Token ids of a chat, ending with the assistant's turn, via the model's chat template.
+
+    Templates that reject a system role (Gemma's, for one) get the system text at the top
+    of the first user turn instead, which is how those models are meant to receive it.
+    """
+    messages = list(messages)
+    try:
+        ids = loaded.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True
         )
-    )
+    except Exception:  # jinja raises TemplateError via raise_exception(); retry only for system
+        if not messages or messages[0]["role"] != "system" or len(messages) < 2:
+            raise
+        system, first, *rest = messages
+        merged = {"role": first["role"], "content": f"{system['content']}\n\n{first['content']}"}
+        ids = loaded.tokenizer.apply_chat_template(
+            [merged, *rest], add_generation_prompt=True, tokenize=True
+        )
+    return list(ids)
 
 
 def encode_text(loaded: LoadedModel, text: str) -> list[int]:
