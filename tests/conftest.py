@@ -26,3 +26,33 @@ def smollm2(smollm2_dir):
     from lem.models import load_model
 
     return load_model(smollm2_dir)
+
+
+@pytest.fixture
+def fake_gemini():
+    """A running local server speaking the Gemini API (see tests/servers.py)."""
+    from servers import FakeGemini
+
+    with FakeGemini() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_openai():
+    """A running local server speaking the OpenAI chat completions API."""
+    from servers import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def smollm2_server(smollm2_dir):
+    """Base URL (ending in /v1) of a real `mlx_lm server` running SmolLM2 for the session.
+
+    Request the model as "default_model" (or by the directory path).
+    """
+    from servers import mlx_server
+
+    with mlx_server(smollm2_dir) as url:
+        yield url
