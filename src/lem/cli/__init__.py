@@ -20,6 +20,8 @@ COMMANDS = {
     "chat": "lem.cli.chat:chat",
     "generate": "lem.cli.generate:generate",
     "verify": "lem.cli.verify:verify",
+    "score": "lem.cli.score:score",
+    "report": "lem.cli.report:report",
 }
 
 ORDER = [
