@@ -16,6 +16,7 @@ from lem.errors import LemError
 # name -> "module:attribute"; the help text is each command's docstring.
 COMMANDS = {
     "doctor": "lem.cli.doctor:doctor",
+    "kernel": "lem.cli.kernel:kernel",
     "model": "lem.cli.model:model",
     "chat": "lem.cli.chat:chat",
     "generate": "lem.cli.generate:generate",
