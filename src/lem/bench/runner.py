@@ -1,0 +1,391 @@
+"""`lem bench`: generate every benchmark's answers for each model, batched and resumable.
+
+Models are loaded one at a time and released before the next. Each answer is appended
+to `OUT/<benchmark>_<model>.jsonl` as soon as it finishes (fsync per line), so a killed
+run loses at most the answers in flight, and a re-run skips the ids already there.
+Every line carries `gen_config`, the hash of everything that shaped the generation; a
+re-run whose config differs is refused before any model is loaded, so old and new
+answers are never mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from lem import __version__
+from lem.bench import get_benchmark
+from lem.bench.data import Benchmark, Selection, load_items
+from lem.errors import LemError
+from lem.store import MANIFEST, JsonlAppender, Manifest, read_done, sha256_json, sha256_tree
+
+# Base models (no chat template) get a plain completion. They do not stop by themselves
+# at the end of an answer, so the answer is cut where the model starts a new "Question:".
+COMPLETION = {
+    "kind": "completion",
+    "template": "Question: {prompt}\nAnswer:",
+    "stop": "\nQuestion:",
+}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+ADAPTER = ":adapter="
+
+
+@dataclass
+class BenchSettings:
+    """Everything `lem bench` takes; the `[bench]` table of lem.toml uses these names."""
+
+    benchmarks: list[str] = field(default_factory=list)
+    models: dict[str, str] = field(default_factory=dict)  # name -> MODEL[:adapter=DIR]
+    data: dict[str, str] = field(default_factory=dict)  # benchmark -> data file
+    limit: int | None = None  # a seeded random subset of this many items; None: all
+    seed: int = 0  # picks the subset; seeds sampling when temperature > 0
+    out: Path = Path("results")
+    temperature: float = 0.0  # greedy
+    max_tokens: int | None = None  # None: each benchmark's own limit
+    batch_size: int = 32
+    overwrite: bool = False  # replace results made with a different generation config
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to benchmark: its short name (used in file names), model, optional adapter."""
+
+    name: str
+    model: str
+    adapter: str | None = None
+
+
+@dataclass
+class Pair:
+    """One benchmark for one model: what to generate and what is already there."""
+
+    bench: Benchmark
+    spec: ModelSpec
+    selection: Selection
+    config: dict
+    config_hash: str
+    path: Path
+    done: dict[str, dict]  # id -> result line, for the selected ids already in the file
+
+    @property
+    def todo(self) -> list[dict]:
+        return [item for item in self.selection.items if item["id"] not in self.done]
+
+    @property
+    def key(self) -> str:
+        return f"{self.bench.name}_{self.spec.name}"
+
+
+@dataclass
+class PairReport:
+    """What a run did for one benchmark and model."""
+
+    benchmark: str
+    model: str
+    path: Path
+    items: int
+    generated: int  # answers made by this run
+    hit_cap: int  # answers among the selected items that stopped at max_tokens
+    max_tokens: int
+
+
+def parse_model(name: str, spec: str) -> ModelSpec:
+    """`NAME`, `MODEL[:adapter=DIR]` -> ModelSpec; MODEL is a directory or a hub id."""
+    if not NAME.match(name):
+        raise LemError(f"--model {name}=...: a model name is letters, digits, '.', '_' or '-'")
+    model, _, adapter = spec.partition(ADAPTER)
+    if not model or (spec.find(ADAPTER) >= 0 and not adapter):
+        raise LemError(f"--model {name}={spec}: expected NAME=MODEL or NAME=MODEL:adapter=DIR")
+    if model.startswith(("gemini/", "openai/")):
+        raise LemError(
+            f"--model {name}={spec}: lem bench runs local MLX models (a directory or hub id)"
+        )
+    return ModelSpec(name, model, adapter or None)
+
+
+def prompt_format(model_path: Path) -> dict:
+    """How prompts are given to this model: its chat template, or a plain completion."""
+    from mlx_lm.utils import load_tokenizer
+
+    template = getattr(load_tokenizer(model_path), "chat_template", None)
+    if template:
+        return {"kind": "chat", "chat_template_sha256": sha256_json(template)}
+    return dict(COMPLETION)
+
+
+def model_identity(spec: ModelSpec) -> dict:
+    """The model and adapter as they shape answers: spec, content hashes, prompt format."""
+    from lem.models import on_cpu, resolve_model_path
+
+    path = resolve_model_path(spec.model)
+    identity: dict[str, Any] = {"model": spec.model, "model_sha256": sha256_tree(path)}
+    if spec.adapter is not None:
+        adapter = Path(spec.adapter)
+        if not (adapter / "adapter_config.json").is_file():
+            raise LemError(f"{adapter}: not an adapter directory (no adapter_config.json)")
+        identity |= {"adapter": str(adapter), "adapter_sha256": sha256_tree(adapter)}
+    # load_model de-quantizes to float32 on a CPU backend: different numbers, other answers.
+    identity |= {"prompt_format": prompt_format(path), "dequantize": on_cpu()}
+    return identity
+
+
+def gen_config(bench: Benchmark, identity: dict, settings: BenchSettings) -> dict:
+    """Everything that shaped a benchmark's answers for one model."""
+    return {
+        "benchmark": bench.name,
+        "prompt_version": bench.prompt_version,
+        **identity,
+        "max_tokens": settings.max_tokens if settings.max_tokens is not None else bench.max_tokens,
+        "temperature": settings.temperature,
+        # Greedy answers do not depend on the seed; a new subset seed must not look like
+        # a new generation config.
+        "seed": settings.seed if settings.temperature > 0 else None,
+        "lem": __version__,
+    }
+
+
+def _changes(old: dict | None, new: dict) -> str:
+    if old is None:
+        return "its config is not in OUT/manifest.json"
+    diffs = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
+    return ", ".join(diffs) or "same settings, different hash"
+
+
+def plan_pair(
+    bench: Benchmark, spec: ModelSpec, selection: Selection, config: dict, settings: BenchSettings
+) -> Pair:
+    """Find what is already done for one pair; refuse (or, told to, drop) other-config results."""
+    path = settings.out / f"{bench.name}_{spec.name}.jsonl"
+    config_hash = sha256_json(config)[:16]
+    done = read_done(path)
+    stale = [r for r in done.values() if r.get("gen_config") != config_hash]
+    if stale and settings.overwrite:
+        path.unlink()
+        done = {}
+    elif stale:
+        old = _recorded_configs(settings.out).get(stale[0].get("gen_config"))
+        raise LemError(
+            f"{path}: holds answers made with a different generation config "
+            f"({_changes(old, config)}); use a new --out DIR, or --overwrite to replace them"
+        )
+    chosen = {item["id"] for item in selection.items}
+    done = {i: r for i, r in done.items() if i in chosen}
+    return Pair(bench, spec, selection, config, config_hash, path, done)
+
+
+def _recorded_configs(out: Path) -> dict[str, dict]:
+    """gen_config hash -> full config, from the runs recorded in OUT/manifest.json."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return {}
+    runs = json.loads(path.read_text()).get("runs", {})
+    return {r["gen_config"]: r["config"] for r in runs.values()}
+
+
+def _encode(loaded: Any, fmt: dict, text: str) -> list[int]:
+    from lem.generation import encode_chat, encode_text
+
+    if fmt["kind"] == "chat":
+        return encode_chat(loaded, [{"role": "user", "content": text}])
+    return encode_text(loaded, fmt["template"].format(prompt=text))
+
+
+def _response(fmt: dict, text: str, finish_reason: str) -> tuple[str, str]:
+    """The answer and its finish reason; a completion is cut at the next "Question:"."""
+    if fmt["kind"] == "chat":
+        return text, finish_reason
+    if fmt["stop"] in text:
+        return text.split(fmt["stop"], 1)[0].strip(), "stop"
+    return text.strip(), finish_reason
+
+
+def generate_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: TextIO | None) -> int:
+    """Generate the missing answers of one pair, appending each as it finishes."""
+    from lem.generation import generate_batch
+    from lem.progress import Progress
+
+    todo = pair.todo
+    if not todo:
+        return 0
+    fmt = pair.config["prompt_format"]
+    prompts = [pair.bench.prompt(item) for item in todo]
+    total = len(pair.selection.items)
+    progress = Progress(f"{pair.spec.name} {pair.bench.name}", total, total - len(todo), stream)
+    capped = 0
+
+    with JsonlAppender(pair.path) as out:
+
+        def on_result(i: int, g: Any) -> None:
+            nonlocal capped
+            response, finish_reason = _response(fmt, g.text, g.finish_reason)
+            capped += finish_reason == "length"
+            record = {
+                "id": todo[i]["id"],
+                "benchmark": pair.bench.name,
+                "model": pair.spec.name,
+                "prompt": prompts[i],
+                "response": response,
+                "finish_reason": finish_reason,
+                "tokens": g.tokens,
+                "prompt_tokens": g.prompt_tokens,
+                "seconds": round(g.seconds, 3),  # from the start of the batch run
+                "gen_config": pair.config_hash,
+            }
+            out.write(record)
+            pair.done[record["id"]] = record
+            progress.update(1, tokens=g.tokens, note=f"{capped} hit the cap" if capped else "")
+
+        generate_batch(
+            loaded,
+            [_encode(loaded, fmt, p) for p in prompts],
+            max_tokens=pair.config["max_tokens"],
+            temperature=settings.temperature,
+            seed=settings.seed,
+            batch_size=settings.batch_size,
+            on_result=on_result,
+        )
+    progress.close()
+    return len(todo)
+
+
+def report(pair: Pair, generated: int) -> PairReport:
+    hit_cap = sum(r.get("finish_reason") == "length" for r in pair.done.values())
+    return PairReport(
+        pair.bench.name,
+        pair.spec.name,
+        pair.path,
+        len(pair.selection.items),
+        generated,
+        hit_cap,
+        pair.config["max_tokens"],
+    )
+
+
+def write_manifest(out: Path, settings: BenchSettings, pairs: list[Pair]) -> Path:
+    """Record this run's pairs in OUT/manifest.json, keeping earlier runs' other pairs."""
+    from lem.config import to_dict
+
+    path = out / MANIFEST
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    runs = dict(old.get("runs", {}))
+    for p in pairs:
+        runs[p.key] = {
+            "benchmark": p.bench.name,
+            "model": p.spec.name,
+            "results": p.path.name,
+            "gen_config": p.config_hash,
+            "config": p.config,
+            "source": p.selection.source,
+            "source_items": p.selection.total,
+            "limit": settings.limit,
+            "seed": settings.seed,
+            "ids": [item["id"] for item in p.selection.items],
+            "done": len(p.done),
+            "hit_cap": sum(r.get("finish_reason") == "length" for r in p.done.values()),
+        }
+    inputs = dict(old.get("inputs", {}))
+    for p in pairs:
+        inputs[f"items:{p.key}"] = sha256_json(p.selection.items)
+        if p.selection.source_sha256 is not None:
+            inputs[f"data:{p.bench.name}"] = p.selection.source_sha256
+        inputs[f"model:{p.spec.name}"] = p.config["model_sha256"]
+    manifest = Manifest(
+        stage="bench",
+        inputs=inputs,
+        settings=to_dict(settings),
+        outputs={r["results"]: "" for r in runs.values() if (out / r["results"]).is_file()},
+        counts={
+            k: {"items": len(r["ids"]), "done": r["done"], "hit_cap": r["hit_cap"]}
+            for k, r in runs.items()
+        },
+        extra={"runs": runs},
+    )
+    return manifest.write(out)
+
+
+def _check_out(out: Path) -> None:
+    path = out / MANIFEST
+    if path.is_file():
+        stage = json.loads(path.read_text()).get("stage")
+        if stage != "bench":
+            raise LemError(f"{path}: {out} holds a {stage!r} stage's output; use another --out")
+
+
+def run_bench(
+    settings: BenchSettings,
+    loader: Callable[..., Any] | None = None,
+    stream: TextIO | None = None,
+) -> list[PairReport]:
+    """Generate the answers of every benchmark for every model; resumes where a run stopped.
+
+    `loader(model, adapter=...)` loads a model (default `lem.models.load_model`); progress
+    goes to `stream` (stderr by default).
+    """
+    if not settings.benchmarks:
+        raise LemError("give at least one --benchmark")
+    if not settings.models:
+        raise LemError("give at least one --model NAME=MODEL")
+    benches = [get_benchmark(name) for name in dict.fromkeys(settings.benchmarks)]
+    unused = set(settings.data) - {b.name for b in benches}
+    if unused:
+        raise LemError(f"--data names {', '.join(sorted(unused))}, not among the --benchmark(s)")
+    specs = [parse_model(name, spec) for name, spec in settings.models.items()]
+    _check_out(settings.out)
+    selections = {
+        b.name: load_items(b, _data_path(settings, b), settings.limit, settings.seed)
+        for b in benches
+    }
+    # Every pair is checked before any model loads: a refused config costs nothing.
+    plans: list[tuple[ModelSpec, list[Pair]]] = []
+    for spec in specs:
+        identity = model_identity(spec)
+        pairs = [
+            plan_pair(b, spec, selections[b.name], gen_config(b, identity, settings), settings)
+            for b in benches
+        ]
+        plans.append((spec, pairs))
+    settings.out.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for spec, pairs in plans:
+        generated = _run_model(spec, pairs, settings, loader, stream)
+        reports += [report(p, n) for p, n in zip(pairs, generated, strict=True)]
+    write_manifest(settings.out, settings, [p for _, pairs in plans for p in pairs])
+    return reports
+
+
+def _data_path(settings: BenchSettings, bench: Benchmark) -> Path | None:
+    value = settings.data.get(bench.name)
+    return Path(value) if value is not None else None
+
+
+def _run_model(
+    spec: ModelSpec,
+    pairs: list[Pair],
+    settings: BenchSettings,
+    loader: Callable[..., Any] | None,
+    stream: TextIO | None,
+) -> list[int]:
+    """Load one model (only if it has work), run its pairs, release it."""
+    if not any(p.todo for p in pairs):
+        return [0] * len(pairs)
+    import gc
+
+    import mlx.core as mx
+
+    from lem.models import load_model
+
+    loaded = (loader or load_model)(spec.model, adapter=spec.adapter)
+    try:
+        generated = []
+        for pair in pairs:
+            generated.append(generate_pair(pair, loaded, settings, stream))
+            write_manifest(settings.out, settings, [pair])
+        return generated
+    finally:
+        del loaded
+        gc.collect()
+        mx.clear_cache()
