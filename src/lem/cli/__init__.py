@@ -21,6 +21,7 @@ COMMANDS = {
     "chat": "lem.cli.chat:chat",
     "generate": "lem.cli.generate:generate",
     "verify": "lem.cli.verify:verify",
+    "bench": "lem.cli.bench:bench",
     "score": "lem.cli.score:score",
     "report": "lem.cli.report:report",
 }
