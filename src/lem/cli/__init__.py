@@ -22,6 +22,8 @@ COMMANDS = {
     "generate": "lem.cli.generate:generate",
     "verify": "lem.cli.verify:verify",
     "bench": "lem.cli.bench:bench",
+    "train": "lem.cli.train:train",
+    "fuse": "lem.cli.fuse:fuse",
     "score": "lem.cli.score:score",
     "report": "lem.cli.report:report",
 }
