@@ -214,6 +214,30 @@ def test_json_schema_rejected_with_400_falls_back_to_json_object(fake_openai):
         assert "json_schema unsupported" in r.extra["json_schema_rejected"]
 
 
+def test_a_400_for_another_reason_does_not_switch_the_format(fake_openai):
+    fake_openai.enqueue(
+        Reply(status=400, message="prompt is too long"),
+        Reply(status=400, message="prompt is too long (json_object)"),
+    )
+    client = client_for(fake_openai, concurrency=1)
+    first, second = client.complete([ask("a", json_schema=SCHEMA), ask("b", json_schema=SCHEMA)])
+    assert first.error == "HTTP 400: prompt is too long" and first.attempts == 1
+    assert second.ok and second.extra["response_format"] == "json_schema"
+    formats = [r.json["response_format"]["type"] for r in fake_openai.requests]
+    assert formats == ["json_schema", "json_object", "json_schema"]
+
+
+def test_a_server_that_wants_max_completion_tokens_gets_it(fake_openai):
+    message = "Unsupported parameter: 'max_tokens'. Use 'max_completion_tokens' instead."
+    fake_openai.enqueue(Reply(status=400, message=message))
+    client = client_for(fake_openai, concurrency=1)
+    assert all(r.ok for r in client.complete([ask("a", 9), ask("b", 5)]))
+    sent = [r.json for r in fake_openai.requests]
+    assert sent[0]["max_tokens"] == 9 and "max_completion_tokens" not in sent[0]
+    assert [s.get("max_completion_tokens") for s in sent[1:]] == [9, 5]
+    assert not any("max_tokens" in s for s in sent[1:])
+
+
 def test_a_400_without_a_schema_is_not_retried_or_reformatted(server):
     server.enqueue(Reply(status=400, message="bad request"))
     client = client_for(server)
@@ -328,16 +352,17 @@ def test_garbage_bodies_are_errors_not_exceptions(server):
 # ---------------------------------------------------------------- concurrency and secrets
 
 
-def test_concurrency_really_overlaps():
+@pytest.mark.parametrize("fake", [FakeGemini, FakeOpenAI])
+def test_concurrency_really_overlaps(fake):
     delay, n = 0.5, 8
-    with FakeOpenAI(delay=delay) as slow:
+    with fake(delay=delay) as slow:
         client = client_for(slow, concurrency=n)
         start = time.perf_counter()
         results = client.complete([ask(str(i)) for i in range(n)])
         elapsed = time.perf_counter() - start
     assert all(r.ok for r in results)
     assert slow.max_in_flight == n
-    assert elapsed < n * delay / 2  # about one delay, not n of them
+    assert elapsed < n * delay * 0.75  # about one delay (plus load), not n of them
 
 
 def test_concurrency_is_bounded_and_callbacks_run_in_the_calling_thread():

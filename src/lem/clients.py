@@ -249,11 +249,18 @@ class RetryPolicy:
 class CallFailed(Exception):
     """One API call failed: why, whether another try may succeed, and when to try."""
 
-    def __init__(self, reason: str, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        retryable: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
         self.retry_after = retry_after
+        self.status = status
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -286,7 +293,7 @@ def status_failure(
                 retry_after = parse_retry_after(headers.get("retry-after-ms"))
                 retry_after = retry_after / 1000 if retry_after is not None else None
         retry_after = hint if retry_after is None else retry_after
-    return CallFailed(f"HTTP {code}: {message}", retryable, retry_after)
+    return CallFailed(f"HTTP {code}: {message}", retryable, retry_after, code)
 
 
 def _one_line(text: str) -> str:
@@ -549,8 +556,10 @@ class OpenAIClient(ApiClient):
     """Any OpenAI-compatible chat server through the `openai` SDK (its retries off).
 
     A JSON schema is sent as `response_format` of type `json_schema`; a server that
-    rejects that with a 400 gets `json_object` instead, from then on, and each result
-    records which format was used in `extra["response_format"]`.
+    rejects that with a 400 but accepts `json_object` gets `json_object` from then on, and
+    each result records which format was used in `extra["response_format"]`. The token
+    cap goes as `max_tokens` (what local servers read), or `max_completion_tokens` once
+    a server asks for that.
     """
 
     def __init__(
@@ -581,17 +590,16 @@ class OpenAIClient(ApiClient):
         )
         self._timeout = timeout
         self._json_schema_rejected: str | None = None  # the server's reason, once rejected
+        self._token_param = "max_tokens"  # what mlx_lm.server, ollama, llama-server, vLLM read
 
     def close(self) -> None:
         self._client.close()
 
     def _call(self, request: ChatRequest) -> ChatResult:
-        import openai
-
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": list(request.messages),
-            "max_tokens": request.max_tokens,
+            self._token_param: request.max_tokens,
             "temperature": request.temperature,
         }
         if request.seed is not None:
@@ -600,20 +608,46 @@ class OpenAIClient(ApiClient):
         if request.json_schema is not None:
             kwargs["response_format"], extra = self._response_format(request.json_schema)
         try:
-            response = self._client.chat.completions.create(**kwargs)
-        except openai.BadRequestError as e:
-            if extra.get("response_format") != "json_schema":
-                raise self._failure(e)
-            self._json_schema_rejected = _one_line(str(e.message))
-            return self._call(request)  # once: now with json_object
-        except openai.OpenAIError as e:
-            raise self._failure(e)
-        except json.JSONDecodeError as e:
-            raise CallFailed(f"unreadable response: {e}", retryable=False)
+            response = self._create(kwargs)
+        except CallFailed as failure:
+            if failure.status != 400:
+                raise
+            response, extra = self._after_400(failure, kwargs, extra)
         try:
             return openai_result(response, extra)
         except (AttributeError, TypeError, IndexError) as e:  # the SDK does not validate shapes
             raise CallFailed(f"unreadable response: {type(e).__name__}: {e}", retryable=False)
+
+    def _after_400(self, failure: CallFailed, kwargs: dict, extra: dict) -> tuple[Any, dict]:
+        """Adapt once to a server that rejects json_schema or `max_tokens`, or re-raise.
+
+        The adaptation is remembered only if the adapted call succeeds, so a 400 for
+        another reason (a prompt too long) changes nothing and reports the first error.
+        """
+        if "max_completion_tokens" in failure.reason and "max_tokens" in kwargs:
+            kwargs["max_completion_tokens"] = kwargs.pop("max_tokens")  # OpenAI reasoning models
+            response = self._create(kwargs)
+            self._token_param = "max_completion_tokens"
+            return response, extra
+        if extra.get("response_format") != "json_schema":
+            raise failure
+        kwargs["response_format"] = {"type": "json_object"}
+        try:
+            response = self._create(kwargs)
+        except CallFailed:
+            raise failure from None
+        self._json_schema_rejected = failure.reason
+        return response, self._response_format({})[1]
+
+    def _create(self, kwargs: dict) -> Any:
+        import openai
+
+        try:
+            return self._client.chat.completions.create(**kwargs)
+        except openai.OpenAIError as e:
+            raise self._failure(e)
+        except json.JSONDecodeError as e:
+            raise CallFailed(f"unreadable response: {e}", retryable=False)
 
     def _response_format(self, schema: dict) -> tuple[dict, dict]:
         if self._json_schema_rejected is not None:
