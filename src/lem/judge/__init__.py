@@ -17,6 +17,7 @@ from lem.clients import ChatClient, ChatRequest, ChatResult
 from lem.judge.cache import VerdictCache, cache_key
 from lem.judge.rubrics import Rubric
 from lem.judge.verdict import (
+    MAX_TOKENS,
     VerdictError,
     build_request,
     new_nonce,
@@ -89,6 +90,7 @@ class Judge:
         base_url: str | None = None,
         cache: VerdictCache | None = None,
         reasks: int = REASKS,
+        max_tokens: int = MAX_TOKENS,
     ):
         if reasks < 0:
             raise ValueError("reasks must be >= 0")
@@ -97,6 +99,7 @@ class Judge:
         self.base_url = base_url
         self.cache = cache
         self.reasks = reasks
+        self.max_tokens = max_tokens
         self.usage = Usage()
 
     def judge(
@@ -113,7 +116,9 @@ class Judge:
                 self.usage.cached += 1
                 continue
             nonce = new_nonce()
-            request = build_request(rubric, item.question, item.references, item.response, nonce)
+            request = build_request(
+                rubric, item.question, item.references, item.response, nonce, self.max_tokens
+            )
             pending.append(_Pending(i, key, nonce, request, request))
         progress = Progress(label, len(items), done=len(items) - len(pending))
         lock = threading.Lock()

@@ -84,7 +84,12 @@ def user_prompt(question: str, references: dict[str, Any], response: str, nonce:
 
 
 def build_request(
-    rubric: Rubric, question: str, references: dict[str, Any], response: str, nonce: str
+    rubric: Rubric,
+    question: str,
+    references: dict[str, Any],
+    response: str,
+    nonce: str,
+    max_tokens: int = MAX_TOKENS,
 ) -> ChatRequest:
     """The first judge request for one response (greedy, schema-constrained where possible)."""
     messages = [
@@ -93,7 +98,7 @@ def build_request(
     ]
     return ChatRequest(
         messages=messages,
-        max_tokens=MAX_TOKENS,
+        max_tokens=max_tokens,
         temperature=0.0,
         json_schema=verdict_schema(rubric, nonce),
     )
