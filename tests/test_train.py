@@ -100,8 +100,8 @@ def test_lora_steps_lower_training_loss_and_write_outputs(tiny_llama_dir, data, 
 
     from lem.models import load_model  # the adapter loads through mlx-lm's load_adapters
 
-    loaded = load_model(tiny_llama_dir, adapter=out / "adapter")
-    assert loaded.adapter == out / "adapter"
+    for name in ("adapter", "adapter-best", "checkpoints/step-0000012"):
+        assert load_model(tiny_llama_dir, adapter=out / name).adapter == out / name
 
 
 def test_prompt_masking_trains_only_the_answer(tiny_llama_dir, data, tmp_path):

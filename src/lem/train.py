@@ -15,7 +15,6 @@ metrics.jsonl, loss.png, settings.json, manifest.json, and model/ (fused) unless
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -28,20 +27,20 @@ from typing import Any, TextIO
 from lem.config import to_dict
 from lem.errors import LemError
 from lem.progress import Progress
-from lem.store import (
-    JsonlAppender,
-    Manifest,
-    iter_jsonl,
-    repair_tail,
-    sha256_file,
-    sha256_tree,
-    write_json,
-    write_jsonl,
+from lem.store import JsonlAppender, Manifest, sha256_file, sha256_tree, write_json
+from lem.train_data import BatchPlan, Example, collate, read_splits, tokenize, validation_batches
+from lem.train_files import (
+    ADAPTER_CONFIG,
+    ADAPTER_FILE,
+    load_trainable,
+    plot_losses,
+    prepare_out,
+    prune_checkpoints,
+    restore_checkpoint,
+    save_adapter,
+    trim_metrics,
 )
-from lem.train_data import BatchPlan, collate, read_splits, tokenize, validation_batches
 
-ADAPTER_FILE = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 # Settings that do not change the trained weights: a run may be resumed with them changed.
 COSMETIC = {"model", "data", "out", "fuse", "dequantize", "export_gguf", "steps_per_report"}
 COSMETIC |= {"save_every", "keep_checkpoints"}
@@ -253,150 +252,54 @@ def grad_checkpointing(model: Any, enabled: bool) -> Iterator[None]:
         cls.__call__ = original
 
 
-# ---- files in the output directory -------------------------------------------------
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Swap a fully written directory into place (never a half-written one)."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def save_adapter(model: Any, s: TrainSettings, target: Path, extra: dict | None = None) -> None:
-    """Write adapters.safetensors + adapter_config.json (+ extra arrays/JSON) atomically."""
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-
-    tmp = target.with_name(f".{target.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    mx.save_safetensors(str(tmp / ADAPTER_FILE), dict(tree_flatten(model.trainable_parameters())))
-    write_json(tmp / ADAPTER_CONFIG, adapter_config(s))
-    for name, value in (extra or {}).items():
-        if name.endswith(".json"):
-            write_json(tmp / name, value)
-        else:
-            mx.save_safetensors(str(tmp / name), value)
-    _replace_dir(tmp, target)
-
-
-def load_trainable(model: Any, path: Path) -> None:
-    """Load saved trainable weights, which must match the model's trainable set exactly."""
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-
-    saved = mx.load(str(path))
-    wanted = dict(tree_flatten(model.trainable_parameters()))
-    wrong = sorted(set(saved) ^ set(wanted))
-    wrong += sorted(k for k in set(saved) & set(wanted) if saved[k].shape != wanted[k].shape)
-    if wrong:
-        raise LemError(
-            f"{path}: {len(wrong)} weight(s) do not fit this model and settings "
-            f"(e.g. {wrong[0]}); was it trained from another base model?"
-        )
-    model.load_weights(list(saved.items()), strict=False)
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    """The newest checkpoint (each is renamed into place only once complete)."""
-    done = sorted((out / "checkpoints").glob("step-*/state.json"))
-    return done[-1].parent if done else None
-
-
-def _prune_checkpoints(out: Path, keep: int) -> None:
-    if keep:
-        for old in sorted((out / "checkpoints").glob("step-*"))[:-keep]:
-            shutil.rmtree(old)
-
-
-def _restore(ckpt: Path, model: Any, optimizer: Any, fingerprint: dict) -> dict:
-    """Load a checkpoint's weights and optimizer state; its state.json must match this run."""
-    import mlx.core as mx
-    from mlx.utils import tree_flatten, tree_map_with_path
-
-    state = json.loads((ckpt / "state.json").read_text())
-    changed = _diff(state["fingerprint"], fingerprint)
-    if changed:
-        raise LemError(
-            f"{ckpt}: cannot resume, {', '.join(changed)} changed since this checkpoint; "
-            "restore them or start a new run in another --out"
-        )
-    load_trainable(model, ckpt / ADAPTER_FILE)
-    optimizer.init(model.trainable_parameters())
-    saved = mx.load(str(ckpt / "optimizer.safetensors"))
-    if set(saved) != {k for k, _ in tree_flatten(optimizer.state)}:
-        raise LemError(f"{ckpt}: optimizer state does not match the model; start a new run")
-    optimizer.state = tree_map_with_path(lambda path, _: saved[path], optimizer.state)
-    optimizer.init(model.trainable_parameters())  # the state setter clears the init flag
-    mx.eval(model.parameters(), optimizer.state)
-    return state
-
-
 def _size(gigabytes: float) -> str:
     return f"{gigabytes:.2f} GB" if gigabytes >= 1 else f"{gigabytes * 1000:.0f} MB"
 
 
-def _diff(old: dict, new: dict) -> list[str]:
-    keys = sorted(set(old["settings"]) | set(new["settings"]))
-    changed = [k for k in keys if old["settings"].get(k) != new["settings"].get(k)]
-    changed += [
-        f"{k} (contents)" for k in sorted(new["inputs"]) if old["inputs"].get(k) != new["inputs"][k]
-    ]
-    return changed
-
-
-def _prepare_out(out: Path, resume: bool) -> Path | None:
-    """Refuse to overwrite an earlier run; with `resume`, find its latest checkpoint."""
-    ckpt = latest_checkpoint(out)
-    if resume:
-        if ckpt is None:
-            raise LemError(f"{out}: no checkpoint to resume from; run without --resume")
-        return ckpt
-    if any((out / name).exists() for name in ("settings.json", "checkpoints", "adapter")):
-        raise LemError(
-            f"{out}: already holds a training run; pass --resume to continue it, "
-            "or choose another --out"
-        )
-    return None
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop records written after the checkpoint a resumed run restarts from."""
-    if path.exists():
-        repair_tail(path)
-        write_jsonl(path, [r for _, r in iter_jsonl(path) if r.get("step", 0) <= step])
-
-
-def plot_losses(metrics: Path, target: Path) -> None:
-    """loss.png: training and validation loss against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for _, r in iter_jsonl(metrics)] if metrics.exists() else []
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, style in (("train_loss", "-"), ("val_loss", "o-")):
-        points = [(r["step"], r[key]) for r in rows if key in r]
-        if points:
-            ax.plot(*zip(*points, strict=True), style, label=key.replace("_", " "))
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(target, dpi=100)
-    plt.close(fig)
-
-
 # ---- the run -------------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    """A run's inputs, all checked: the loaded base, tokenized data and their hashes."""
+
+    loaded: Any
+    examples: dict[str, list[Example]]
+    steps: int
+    inputs: dict[str, str]
+    base_path: Path
+    stage_file: Path | None
+    checkpoint: Path | None
+
+
+def prepare(s: TrainSettings, resume: bool = False) -> _Prepared:
+    """Every check that bad input can fail, before anything is written or trained."""
+    from lem.models import load_model, resolve_model_path
+
+    check_settings(s)
+    splits = read_splits(s.data, s.batch_size)
+    stage_file = _check_stage(s)
+    checkpoint = prepare_out(Path(s.out), resume)
+    base_path = resolve_model_path(s.model)
+    loaded = load_model(s.model, dequantize=True if s.fine_tune_type == "full" else None)
+    layers = len(loaded.model.layers)
+    if s.num_layers > layers:
+        raise LemError(f"num_layers {s.num_layers}: the model has only {layers} layers")
+    if not loaded.is_chat:
+        raise LemError(f"model {s.model}: its tokenizer has no chat template to format `messages`")
+    files = {name: Path(s.data) / f"{name}.jsonl" for name in splits}
+    examples = {
+        name: tokenize(
+            rows, loaded.tokenizer, s.mask_prompt, s.max_seq_length, s.truncate, files[name]
+        )
+        for name, rows in splits.items()
+    }
+    inputs = {f.name: sha256_file(f) for f in files.values()}
+    inputs["base_model"] = sha256_tree(base_path)
+    if stage_file is not None:
+        inputs["resume_adapter"] = sha256_file(stage_file)
+    steps = total_steps(s, len(examples["train"]))
+    return _Prepared(loaded, examples, steps, inputs, base_path, stage_file, checkpoint)
 
 
 def train(
@@ -411,78 +314,54 @@ def train(
     `callback` is an mlx-lm TrainingCallback (on_train_loss_report / on_val_loss_report).
     Progress goes to `stream` (stderr by default).
     """
-    from lem.models import load_model, resolve_model_path
-
-    s = settings
+    s, out = settings, Path(settings.out)
     stream = stream if stream is not None else sys.stderr
-    check_settings(s)
-    splits = read_splits(s.data, s.batch_size)
-    stage_file = _check_stage(s)
-    out = Path(s.out)
-    ckpt = _prepare_out(out, resume)
-    base_path = resolve_model_path(s.model)
-    loaded = load_model(s.model, dequantize=True if s.fine_tune_type == "full" else None)
-    if s.num_layers > len(loaded.model.layers):
-        raise LemError(
-            f"num_layers {s.num_layers}: the model has only {len(loaded.model.layers)} layers"
-        )
-    if not loaded.is_chat:
-        raise LemError(f"model {s.model}: its tokenizer has no chat template to format `messages`")
-    data = Path(s.data)
-    examples = {
-        name: tokenize(
-            rows,
-            loaded.tokenizer,
-            s.mask_prompt,
-            s.max_seq_length,
-            s.truncate,
-            data / f"{name}.jsonl",
-        )
-        for name, rows in splits.items()
-    }
-    steps = total_steps(s, len(examples["train"]))
-    inputs = {f"{n}.jsonl": sha256_file(data / f"{n}.jsonl") for n in splits}
-    inputs["base_model"] = sha256_tree(base_path)
-    if stage_file is not None:
-        inputs["resume_adapter"] = sha256_file(stage_file)
+    p = prepare(s, resume)
     settings_dict = to_dict(s)
     fingerprint = {
         "settings": {k: v for k, v in settings_dict.items() if k not in COSMETIC},
-        "inputs": inputs,
+        "inputs": p.inputs,
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "settings.json", settings_dict)
-    run = _Run(s, loaded.model, examples, steps, fingerprint, out, stream, callback)
-    run.setup(stage_file, ckpt)
+    run = _Run(s, p.loaded.model, p.examples, p.steps, fingerprint, out, stream, callback)
+    run.setup(p.stage_file, p.checkpoint)
     report = run.loop()
     plot_losses(out / "metrics.jsonl", out / "loss.png")
     if s.fuse:
         from lem.fuse import fuse
 
-        print(f"fusing into {out / 'model'}", file=stream)
+        print(f"train: fusing into {out / 'model'}", file=stream)
+        base_hash = p.inputs["base_model"]
         report.model = fuse(
-            s.model,
-            out / "adapter",
-            out / "model",
-            s.dequantize,
-            s.export_gguf,
-            inputs["base_model"],
+            s.model, report.adapter, out / "model", s.dequantize, s.export_gguf, base_hash
         )
+    _write_manifest(s, p, report)
+    return report
+
+
+def _write_manifest(s: TrainSettings, p: _Prepared, report: TrainReport) -> None:
+    outputs = ("adapter", "adapter-best", "loss.png", "metrics.jsonl", "settings.json")
     Manifest(
         stage="train",
-        inputs=inputs,
-        settings=settings_dict,
-        outputs={
-            n: "" for n in ("adapter", "adapter-best", "loss.png", "metrics.jsonl", "settings.json")
+        inputs=p.inputs,
+        settings=to_dict(s),
+        outputs=dict.fromkeys(outputs, ""),
+        counts={
+            "train": len(p.examples["train"]),
+            "valid": len(p.examples["valid"]),
+            "steps": p.steps,
         },
-        counts={"train": len(examples["train"]), "valid": len(examples["valid"]), "steps": steps},
         extra={
-            "base_model": {"spec": s.model, "path": str(base_path), "sha256": inputs["base_model"]},
+            "base_model": {
+                "spec": s.model,
+                "path": str(p.base_path),
+                "sha256": p.inputs["base_model"],
+            },
             "seed": s.seed,
-            "report": {k: v for k, v in to_dict(report).items() if k not in ("out",)},
+            "report": {k: v for k, v in to_dict(report).items() if k != "out"},
         },
-    ).write(out)
-    return report
+    ).write(report.out)
 
 
 class _Run:
@@ -514,10 +393,10 @@ class _Run:
         self.optimizer = make_optimizer(self.s, self.steps)
         self.optimizer.init(self.model.trainable_parameters())
         if ckpt is not None:
-            state = _restore(ckpt, self.model, self.optimizer, self.fingerprint)
+            state = restore_checkpoint(ckpt, self.model, self.optimizer, self.fingerprint)
             self.start = self.resumed_from = state["step"]
             self.counters.update(state["counters"])
-            _trim_metrics(self.out / "metrics.jsonl", self.start)
+            trim_metrics(self.out / "metrics.jsonl", self.start)
         elif (self.out / "metrics.jsonl").exists():
             (self.out / "metrics.jsonl").unlink()
 
@@ -575,7 +454,7 @@ class _Run:
                 if it % s.save_every == 0 or it == self.steps:
                     self._checkpoint(it)
         progress.close()
-        save_adapter(model, s, self.out / "adapter")
+        save_adapter(model, adapter_config(s), self.out / "adapter")
         return self._report_final()
 
     def _report(self, it: int, w: dict, metrics: JsonlAppender, progress: Progress) -> None:
@@ -614,7 +493,7 @@ class _Run:
             c["best_val"], c["best_step"] = val, it
             save_adapter(
                 self.model,
-                self.s,
+                adapter_config(self.s),
                 self.out / "adapter-best",
                 {"best.json": {"step": it, "val_loss": val}},
             )
@@ -636,9 +515,11 @@ class _Run:
             "optimizer.safetensors": dict(tree_flatten(self.optimizer.state)),
             "state.json": state,
         }
-        save_adapter(self.model, self.s, self.out / "checkpoints" / f"step-{it:07d}", extra)
-        save_adapter(self.model, self.s, self.out / "adapter")
-        _prune_checkpoints(self.out, self.s.keep_checkpoints)
+        save_adapter(
+            self.model, adapter_config(self.s), self.out / "checkpoints" / f"step-{it:07d}", extra
+        )
+        save_adapter(self.model, adapter_config(self.s), self.out / "adapter")
+        prune_checkpoints(self.out, self.s.keep_checkpoints)
 
     def _report_final(self) -> TrainReport:
         c = self.counters
