@@ -16,20 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 
 @dataclass
@@ -333,91 +325,5 @@ class FakeOpenAI(FakeServer):
 
 
 # ---------------------------------------------------------------- a real mlx_lm server
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def openblas_path() -> str | None:
-    """Absolute path of the BLAS library lem preloaded (None where there is none).
-
-    `mlx_lm server` runs in a new interpreter that never imports lem, so nothing preloads
-    OpenBLAS there and MLX's CPU matmuls fall back to the reference BLAS (about 30x
-    slower). LD_PRELOAD with this path gives the server the same fast path. lem records
-    a soname ("libopenblas.so.0"); `dladdr` on its `cblas_sgemm` names the file loaded.
-    """
-    import ctypes
-
-    from lem import blas
-
-    name = blas.state().library
-    if name is None or sys.platform != "linux":
-        return None
-    if os.path.isabs(name):
-        return name
-
-    class DlInfo(ctypes.Structure):
-        _fields_ = [
-            ("dli_fname", ctypes.c_char_p),
-            ("dli_fbase", ctypes.c_void_p),
-            ("dli_sname", ctypes.c_char_p),
-            ("dli_saddr", ctypes.c_void_p),
-        ]
-
-    symbol = ctypes.cast(ctypes.CDLL(name).cblas_sgemm, ctypes.c_void_p)
-    info = DlInfo()
-    if not ctypes.CDLL(None).dladdr(symbol, ctypes.byref(info)) or not info.dli_fname:
-        raise RuntimeError(f"cannot locate the file of {name} (dladdr failed)")
-    return os.path.realpath(info.dli_fname.decode())
-
-
-@contextlib.contextmanager
-def mlx_server(model_dir: str | Path, wait_s: float = 180.0) -> Iterator[str]:
-    """Run `python -m mlx_lm server --model DIR` on a free port; yield its `.../v1` URL.
-
-    Waits (at most `wait_s`) until `/health` answers; if the process dies or the wait
-    runs out, fails with the tail of its log. The process is terminated on exit.
-    """
-    port = free_port()
-    env = dict(os.environ)
-    blas_lib = openblas_path()
-    if blas_lib:
-        env["LD_PRELOAD"] = " ".join(p for p in (blas_lib, env.get("LD_PRELOAD")) if p)
-    cmd = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model_dir)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"]
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            _wait_healthy(proc, f"http://127.0.0.1:{port}/health", wait_s, log)
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_healthy(proc: subprocess.Popen, url: str, wait_s: float, log) -> None:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlx_lm server exited with {proc.returncode}:\n{_tail(log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.25)  # not listening (or not healthy) yet: poll until the deadline
-    raise RuntimeError(f"mlx_lm server did not answer {url} within {wait_s:g}s:\n{_tail(log)}")
-
-
-def _tail(log, chars: int = 3000) -> str:
-    log.flush()
-    log.seek(0)
-    return log.read()[-chars:]
+# lem run starts the same server for a local judge, so the launcher lives in the library.
+from lem.serve import free_port, mlx_server  # noqa: E402,F401
