@@ -199,7 +199,11 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tiny_llama_dir,
     out = tmp_path / "run"
     with pytest.raises(LemError, match="no checkpoint to resume from"):
         train(settings(tiny_llama_dir, data, out), resume=True)
-    train(settings(tiny_llama_dir, data, out, iters=2))
+    with pytest.raises(KeyboardInterrupt):  # killed before the first checkpoint (step 2)
+        train(settings(tiny_llama_dir, data, out, iters=2), callback=StopAt(1))
+    with pytest.raises(LemError, match="no checkpoint to resume from"):
+        train(settings(tiny_llama_dir, data, out, iters=2), resume=True)
+    train(settings(tiny_llama_dir, data, out, iters=2))  # nothing to keep: starts over
     with pytest.raises(LemError, match="already holds a training run"):
         train(settings(tiny_llama_dir, data, out, iters=2))
 

@@ -43,7 +43,7 @@ from lem.train_files import (
 
 # Settings that do not change the trained weights: a run may be resumed with them changed.
 COSMETIC = {"model", "data", "out", "fuse", "dequantize", "export_gguf", "steps_per_report"}
-COSMETIC |= {"save_every", "keep_checkpoints"}
+COSMETIC |= {"save_every", "keep_checkpoints", "resume_adapter"}  # its hash is an input
 
 
 @dataclass
@@ -112,6 +112,7 @@ class TrainReport:
     train_seconds: float
     tokens_per_second: float
     resumed_from: int | None
+    wall_seconds: float = 0.0  # this invocation, loading and fusing included
 
 
 def check_settings(s: TrainSettings) -> None:
@@ -131,8 +132,8 @@ def check_settings(s: TrainSettings) -> None:
     for name in positive + (["epochs"] if s.epochs is not None else []):
         if getattr(s, name) < 1:
             raise LemError(f"{name} must be at least 1, got {getattr(s, name)}")
-    if s.learning_rate <= 0 or s.warmup < 0 or s.keep_checkpoints < 0:
-        raise LemError("learning_rate must be > 0, warmup and keep_checkpoints >= 0")
+    if s.learning_rate <= 0 or min(s.warmup, s.keep_checkpoints, s.seed) < 0:
+        raise LemError("learning_rate must be > 0; warmup, keep_checkpoints and seed >= 0")
     if s.val_batches == 0 or s.val_batches < -1 or s.num_layers == 0 or s.num_layers < -1:
         raise LemError("val_batches and num_layers must be at least 1, or -1 for all")
     if not 0.0 <= s.lora_dropout < 1.0:
@@ -314,7 +315,7 @@ def train(
     `callback` is an mlx-lm TrainingCallback (on_train_loss_report / on_val_loss_report).
     Progress goes to `stream` (stderr by default).
     """
-    s, out = settings, Path(settings.out)
+    s, out, started = settings, Path(settings.out), time.perf_counter()
     stream = stream if stream is not None else sys.stderr
     p = prepare(s, resume)
     settings_dict = to_dict(s)
@@ -336,6 +337,7 @@ def train(
         report.model = fuse(
             s.model, report.adapter, out / "model", s.dequantize, s.export_gguf, base_hash
         )
+    report.wall_seconds = time.perf_counter() - started
     _write_manifest(s, p, report)
     return report
 

@@ -16,7 +16,8 @@ from lem.store import iter_jsonl, repair_tail, write_json, write_jsonl
 
 ADAPTER_FILE = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
-RUN_MARKERS = ("settings.json", "checkpoints", "adapter")
+# What a run leaves once it has saved anything worth keeping (a checkpoint comes first).
+RUN_MARKERS = ("manifest.json", "adapter")
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
@@ -112,13 +113,17 @@ def _diff(old: dict, new: dict) -> list[str]:
 
 
 def prepare_out(out: Path, resume: bool) -> Path | None:
-    """Refuse to overwrite an earlier run; with `resume`, find its latest checkpoint."""
+    """Refuse to overwrite an earlier run; with `resume`, find its latest checkpoint.
+
+    A run killed before its first checkpoint left nothing to keep, so a new run may
+    start over in its directory.
+    """
     ckpt = latest_checkpoint(out)
     if resume:
         if ckpt is None:
             raise LemError(f"{out}: no checkpoint to resume from; run without --resume")
         return ckpt
-    if any((out / name).exists() for name in RUN_MARKERS):
+    if ckpt is not None or any((out / name).exists() for name in RUN_MARKERS):
         raise LemError(
             f"{out}: already holds a training run; pass --resume to continue it, "
             "or choose another --out"
