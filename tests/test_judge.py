@@ -315,7 +315,19 @@ def test_cost_estimate():
     assert estimate_cost("mlx/some/dir", None, usage) == (0.0, "local model")
 
 
-# ---------------------------------------------------------------- a real small judge
+# ---------------------------------------------------------------- real small judges
+
+
+def test_an_in_process_mlx_judge_that_writes_noise(tiny_llama_dir):
+    """A random tiny llama as an `mlx/` judge: its noise ends unscored with a reason."""
+    from lem.clients import make_client
+
+    with make_client(f"mlx/{tiny_llama_dir}") as client:
+        judge = Judge(client, f"mlx/{tiny_llama_dir}", reasks=1, max_tokens=8)
+        found = judge.judge(TRUTHFULQA, [item(), item("Another.")])
+    assert [v.status for v in found] == ["unscored", "unscored"]
+    assert all(v.values is None and v.reason and v.attempts in (1, 2) for v in found)
+    assert judge.usage.calls == sum(v.attempts for v in found)
 
 
 @pytest.mark.slow

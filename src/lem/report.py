@@ -372,15 +372,16 @@ def format_rows(
         return _csv(rows, baseline)
     head = headline(rows)
     detail = detail_cells(rows, baseline)
+    notes = NOTES if baseline is not None else NOTES[:1]
     if fmt == "table":
-        parts = [_text_table(*head), "", _text_table(*detail), "", *NOTES]
+        parts = [_text_table(*head), "", _text_table(*detail), "", *notes]
         return "\n".join(parts)
     if fmt == "markdown":
         parts = ["## Headline", "", _markdown_table(*head), "", "## All metrics", ""]
-        parts += [_markdown_table(*detail), "", *(f"- {n}" for n in NOTES)]
+        parts += [_markdown_table(*detail), "", *(f"- {n}" for n in notes)]
         return "\n".join(parts)
     if fmt == "html":
-        return _html(head, detail, plot)
+        return _html(head, detail, plot, notes)
     raise LemError(f"--format {fmt}: unknown; use table, markdown, csv, json or html")
 
 
@@ -397,7 +398,7 @@ def _csv(rows: list[Row], baseline: str | None) -> str:
     return buffer.getvalue()
 
 
-def _html(head: tuple, detail: tuple, plot: str | None) -> str:
+def _html(head: tuple, detail: tuple, plot: str | None, notes: Sequence[str]) -> str:
     from html import escape
 
     def table(header: list[str], body: list[list[str]]) -> str:
@@ -414,11 +415,11 @@ def _html(head: tuple, detail: tuple, plot: str | None) -> str:
         "th{background:#f3f3f3}td{font-variant-numeric:tabular-nums}"
     )
     image = f'<p><img src="{escape(plot)}" alt="headline metrics" width="100%"></p>' if plot else ""
-    notes = "".join(f"<p><small>{escape(n)}</small></p>" for n in NOTES)
+    footer = "".join(f"<p><small>{escape(n)}</small></p>" for n in notes)
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>lem report</title>"
         f"<style>{style}</style></head><body><h1>lem report</h1><h2>Headline</h2>"
-        f"{table(*head)}{image}<h2>All metrics</h2>{table(*detail)}{notes}</body></html>\n"
+        f"{table(*head)}{image}<h2>All metrics</h2>{table(*detail)}{footer}</body></html>\n"
     )
 
 
