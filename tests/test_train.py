@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from lem.errors import LemError
 from lem.store import sha256_file, verify_manifest
 from lem.train import TrainSettings, train
-from lem.train_data import BatchPlan, Example, epoch_batches
+from lem.train_data import BatchPlan, Example, epoch_batches, validation_batches
 
 FIXTURES = Path(__file__).parent / "fixtures" / "chat"
 ANSWERS = [
@@ -175,6 +175,50 @@ def test_resume_after_interruption_reaches_the_same_adapter(tiny_llama_dir, tmp_
     assert steps == list(range(1, 9))  # records of the lost step 5 were dropped, not duplicated
     assert resumed.final_train_loss == pytest.approx(whole.final_train_loss, rel=1e-5)
     assert resumed.best_val_loss == pytest.approx(whole.best_val_loss, rel=1e-5)
+
+
+KILL_AT_5 = """
+import os, signal
+import lem
+from lem.config import resolve
+from lem.train import TrainSettings, train
+
+class Kill:
+    def on_train_loss_report(self, info):
+        if info["iteration"] == 5:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind
+
+    def on_val_loss_report(self, info):
+        pass
+
+train(resolve(TrainSettings, {{}}, {flags!r}), callback=Kill())
+"""
+
+
+def test_hard_killed_run_resumes_through_the_cli(tiny_llama_dir, data, tmp_path):
+    import subprocess
+    import sys
+
+    from lem.cli import main
+
+    flags = dict(model=str(tiny_llama_dir), data=str(data), iters=8, learning_rate=1e-3)
+    flags |= dict(num_layers=-1, steps_per_report=1, steps_per_eval=3, save_every=2)
+    flags |= dict(lora_dropout=0.2, fuse=False)
+    whole = train(TrainSettings(**(flags | {"data": data, "out": tmp_path / "whole"})))
+    cut = tmp_path / "cut"
+    code = KILL_AT_5.format(flags=flags | {"out": str(cut)})
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    args = ["train", "--resume", "--out", str(cut), "--no-fuse", "--lora-dropout", "0.2"]
+    for key in ("model", "data", "iters", "learning_rate", "num_layers", "steps_per_report"):
+        args += [f"--{key.replace('_', '-')}", str(flags[key])]
+    args += ["--steps-per-eval", "3", "--save-every", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "resumed from step 4" in result.output
+    a, b = adapter_weights(whole.adapter), adapter_weights(cut / "adapter")
+    for name in a:
+        np.testing.assert_allclose(np.array(a[name]), np.array(b[name]), rtol=1e-5, atol=1e-6)
 
 
 def test_resume_of_a_finished_run_does_no_training(tiny_llama_dir, data, tmp_path):
@@ -351,6 +395,13 @@ def test_left_over_examples_vary_between_epochs():
         for e in range(12)
     }
     assert len(left_out) > 3  # not always the longest
+
+
+def test_validation_uses_every_example_in_a_fixed_order():
+    examples = [Example([1] * n, 0, i + 1, None) for i, n in enumerate([3, 1, 2, 4, 5])]
+    groups = validation_batches(examples, 2, seed=0, limit=-1)
+    assert sorted(i for g in groups for i in g) == list(range(5))  # the odd one too
+    assert validation_batches(examples, 2, seed=0, limit=2) == groups[:2]
 
 
 def test_batch_plan_crosses_epochs():

@@ -181,7 +181,15 @@ def collate(examples: Sequence[Example], max_seq_length: int) -> tuple[Any, Any]
     return mx.array(batch), mx.array(spans)
 
 
-def validation_batches(examples: Sequence[Example], batch_size: int, seed: int, limit: int) -> list:
-    """Fixed validation batches (the same at every evaluation); `limit` -1 means all."""
-    groups = epoch_batches([len(e.tokens) for e in examples], batch_size, seed, epoch=0)
+def validation_batches(
+    examples: Sequence[Example], batch_size: int, seed: int, limit: int
+) -> list[list[int]]:
+    """Fixed validation batches, the same at every evaluation; `limit` -1 means all.
+
+    Every example is used (the last batch may be smaller), in a seeded order, so a
+    `limit` takes a sample across lengths rather than the shortest examples.
+    """
+    order = sorted(range(len(examples)), key=lambda i: (len(examples[i].tokens), i))
+    groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    groups = [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
     return groups if limit == -1 else groups[:limit]
