@@ -91,25 +91,31 @@ without mentioning axioms, a framework, a kernel or guidelines."""
 # Phrases that give away text the student never sees. One name per pattern so the
 # manifest can say which ones fired; `{names}` is filled with the kernel's axiom names.
 KERNEL_REF_PATTERNS = {
-    "the_axioms": r"\b(?:the|these|those|this|our|my|your|five|each|an?)\s+axioms?\b",
-    "axiom_number": r"\baxiom\s*(?:#\s*)?(?:\d+|[ivx]+)\b",
-    "named_axiom": r"\b(?:{names})\s+(?:axiom|principle\s+(?:provided|above|given))\b",
-    "ethical_kernel": r"\b(?:ethical|moral|this|the)\s+kernel\b(?!\s+(?:module|panic|driver|"
-    r"space|mode|version|update|level|source|code|config))",
+    "the_axioms": r"\b(?:the|these|those|this|our|my|your|five|each)\s+axioms?\b",
+    "numbered": r"\b(?:axiom|principle)\s*(?:#\s*)?(?:\d+|[ivx]+)\b",
+    "five_principles": r"\b(?:the|these|all|my|our)\s+(?:five|5)\s+(?:principles|values|"
+    r"commitments|pillars)\b",
+    "named_axiom": r"\b(?:{names})\s+axiom\b",
+    "ethical_kernel": r"\b(?:ethical|moral|values?)\s+kernel\b",
+    "kernel_given": r"\b(?:the|this)\s+kernel\s+(?:provided|above|given|you|i\s+(?:was|have|am)|"
+    r"text|document|says|states|describes|asks|tells)\b",
     "framework_given": r"\b(?:the|this|that|our|my|your)\s+(?:ethical\s+|moral\s+)?framework\s+"
     r"(?:provided|given|above|you\s+(?:gave|shared|provided|set\s+out))\b",
     "ethical_framework": r"\b(?:this|the|our|my)\s+ethical\s+framework\b",
-    "provided_text": r"\b(?:provided|given|above|supplied)\s+(?:framework|axioms?|principles|"
-    r"guidelines|kernel|text|document|background|rules)\b",
-    "text_provided": r"\b(?:principles|guidelines|rules|instructions|background|text|document)\s+"
-    r"(?:provided|given|above|supplied|you\s+(?:gave|shared|provided))\b",
+    "provided_principles": r"\b(?:provided|given|above|supplied)\s+(?:framework|axioms?|"
+    r"principles|guidelines|kernel|background|rules)\b",
+    "principles_provided": r"\b(?:principles|guidelines|rules|background|framework|axioms?|"
+    r"kernel)\s+(?:provided|"
+    r"given|above|supplied|you\s+(?:gave|shared|provided)|i(?:\s+was|'ve\s+been|’ve\s+been|"
+    r"\s+have\s+been)\s+given)\b",
     "according_to": r"\b(?:according\s+to|as\s+(?:stated|outlined|described|set\s+out)\s+in|"
-    r"in\s+line\s+with|guided\s+by)\s+(?:the|my|these|our)\s+(?:framework|kernel|axioms?|"
-    r"guidelines|principles|rules|instructions)\b",
+    r"in\s+line\s+with|guided\s+by)\s+(?:(?:my|these|our)\s+(?:framework|kernel|axioms?|"
+    r"guidelines|principles|rules|instructions)|the\s+(?:framework|kernel|axioms?|principles|"
+    r"instructions))\b(?!\s+of\b)",
     "my_guidelines": r"\bmy\s+(?:guidelines|programming|instructions|principles|rules|"
     r"core\s+values)\b",
-    "told_to": r"\bi\s+(?:was|am|have\s+been|'ve\s+been|’ve\s+been)\s+(?:told|instructed|"
-    r"programmed|trained|designed|given\s+(?:principles|guidelines|instructions|rules))\b",
+    "told_to": r"\bi(?:\s+was|\s+am|'m|’m|\s+have\s+been|'ve\s+been|’ve\s+been)\s+(?:told|"
+    r"instructed|programmed|designed|given\s+(?:principles|guidelines|instructions|rules))\b",
     "system_prompt": r"\bsystem\s+(?:prompt|message|instructions)\b",
     "background_ref": r"\bthe\s+background\s+(?:text|material|document|you|i)\b",
 }
