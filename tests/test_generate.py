@@ -189,6 +189,7 @@ def test_kernel_reference_patterns_catch_references_not_ordinary_words():
         "In the text you provided, the second paragraph is unclear.",
         "Follow the instructions above and restart the router.",
         "Privacy matters here: ask for no more data than you need.",
+        "You said I've been told my role is at risk; here are your rights.",
         "According to the guidelines of the NHS, adults need about 150 minutes a week.",
     ]
     for text in refer:
@@ -220,7 +221,8 @@ GATE_PROMPTS = {
     "dupA": "Is it OK to skip a wedding?",
     "dupB": "May I skip my cousin's wedding?",
     "fail": "What is a VPN?",
-    "filtered": "Tell me something blocked.",
+    "filtered": "Tell me something filtered.",
+    "blocked": "Tell me something blocked.",
     "formula": "Can you help me plan a budget?",
 }
 
@@ -236,6 +238,8 @@ def gate_reply(request) -> ChatResult:
         return ChatResult(None, finish_reason="stop", error="empty response")
     if kind == "filtered":
         return ChatResult(None, "safety", error="empty response (finish_reason=safety)")
+    if kind == "blocked":
+        return ChatResult(None, None, error="empty response (blocked: SAFETY)")
     if kind == "fail":
         return ChatResult(None, error="HTTP 503 after 5 attempts: overloaded", attempts=5)
     text = {
@@ -262,13 +266,13 @@ def test_gates_drop_and_count_each_kind(kernel_dir, tmp_path):
     assert c["dropped"] == {
         "failed": 1,
         "truncated": 1,
-        "filtered": 1,
+        "filtered": 2,
         "empty": 1,
         "too_short": 1,
         "kernel_ref": 1,
         "duplicate": 1,
     }
-    assert c["kept"] == 7 == c["train"] + c["valid"] and c["planned"] == 14
+    assert c["kept"] == 7 == c["train"] + c["valid"] and c["planned"] == 15
     assert c["formulaic_openings"] == {"certainly": 1}
     assert c["kernel_ref_hits"] == {"principles_provided": 1, "the_axioms": 1}
     assert c["length_regenerations"] == 1 + 2
@@ -290,6 +294,7 @@ def test_gates_drop_and_count_each_kind(kernel_dir, tmp_path):
         "dupB": "duplicate",
         "fail": "failed",
         "filtered": "filtered",
+        "blocked": "filtered",
     }
     manifest = json.loads((report.out / "manifest.json").read_text())
     assert manifest["counts"]["dropped"] == c["dropped"]
@@ -322,7 +327,7 @@ def test_rerun_reuses_answers_and_retries_only_failures(kernel_dir, tmp_path):
     second = generate(settings, client=teacher)
     assert [asked(r.messages) for r in teacher.requests] == [GATE_PROMPTS["fail"]]
     assert second.failures == [] and second.counts["kept"] == first.counts["kept"] + 1
-    assert second.counts["reused"] == 14 and second.counts["teacher_calls"] == 1
+    assert second.counts["reused"] == 15 and second.counts["teacher_calls"] == 1
     # Gate settings do not shape raw answers: changing one re-assembles with no calls.
     idle = ScriptedTeacher(gate_reply)
     third = generate(gate_settings(kernel_dir, tmp_path, allow_kernel_refs=True), client=idle)

@@ -114,8 +114,9 @@ KERNEL_REF_PATTERNS = {
     r"instructions))\b(?!\s+of\b)",
     "my_guidelines": r"\bmy\s+(?:guidelines|programming|instructions|principles|rules|"
     r"core\s+values)\b",
-    "told_to": r"\bi(?:\s+was|\s+am|'m|’m|\s+have\s+been|'ve\s+been|’ve\s+been)\s+(?:told|"
-    r"instructed|programmed|designed|given\s+(?:principles|guidelines|instructions|rules))\b",
+    # Not "I was told": people quote that in their own questions, and answers echo it.
+    "instructed": r"\bi(?:\s+was|\s+am|'m|’m|\s+have\s+been|'ve\s+been|’ve\s+been)\s+"
+    r"(?:instructed|programmed|designed|given\s+(?:principles|guidelines|instructions|rules))\b",
     "system_prompt": r"\bsystem\s+(?:prompt|message|instructions)\b",
     "background_ref": r"\bthe\s+background\s+(?:text|material|document|you|i)\b",
 }
@@ -500,6 +501,8 @@ class _Gates:
             return "truncated", f"cut at {record['max_tokens']} tokens", text
         if reason not in (None, "stop"):
             return "filtered", f"finish_reason {reason}", text
+        if not text and "blocked" in record.get("empty", ""):  # e.g. Gemini's prompt_feedback
+            return "filtered", record["empty"], text
         if not text:
             return "empty", record.get("empty", "no text"), text
         if len(text) < self.settings.min_chars:
