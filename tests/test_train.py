@@ -127,6 +127,31 @@ def test_dora_and_full_fine_tuning_run(kind, tiny_llama_dir, data, tmp_path):
     assert report.model == out / "model" and (out / "model" / "config.json").is_file()
 
 
+def test_gradient_checkpointing_gives_the_same_training_and_is_undone(
+    tiny_llama_dir, data, tmp_path
+):
+    from mlx_lm.models.llama import TransformerBlock
+
+    original = TransformerBlock.__call__
+    plain = train(settings(tiny_llama_dir, data, tmp_path / "a", iters=2))
+    saving = train(settings(tiny_llama_dir, data, tmp_path / "b", iters=2, grad_checkpoint=True))
+    assert saving.final_train_loss == pytest.approx(plain.final_train_loss, rel=1e-5)
+    assert TransformerBlock.__call__ is original  # mlx-lm's class patch was reverted
+
+
+def test_lora_alpha_sets_the_scale():
+    from lem.train import adapter_config
+
+    assert (
+        adapter_config(TrainSettings(lora_rank=8, lora_alpha=16))["lora_parameters"]["scale"] == 2
+    )
+    assert adapter_config(TrainSettings())["lora_parameters"] == {
+        "rank": 8,
+        "scale": 20.0,
+        "dropout": 0.0,
+    }
+
+
 def test_schedule_warms_up_then_decays(tiny_llama_dir, data, tmp_path):
     out = tmp_path / "run"
     train(settings(tiny_llama_dir, data, out, iters=8, warmup=3, lr_schedule="cosine"))
