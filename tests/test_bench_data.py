@@ -241,3 +241,22 @@ def test_offline_hub_is_a_one_line_error_with_exit_code_2(tmp_path, tiny_llama_d
     assert "truthfulqa: could not load truthfulqa/truthful_qa (generation) [validation]" in last
     assert "pass --data FILE" in last
     assert not (tmp_path / "out").exists()
+
+
+def test_pinned_subsets_are_what_lem_bench_selects():
+    root = Path(__file__).parent.parent / "benchmarks" / "subsets"
+    pinned = sorted(root.glob("*.json"))
+    assert pinned, "benchmarks/subsets/ holds no pinned subset"
+    checked = 0
+    for path in pinned:
+        record = json.loads(path.read_text())
+        bench = get_benchmark(record["benchmark"])
+        if bench.default_data is None:
+            continue  # drawn from the hub, which tests do not reach
+        selection = data.load_items(bench, None, record["limit"], record["seed"])
+        hint = f"{path.name} is stale: re-pin with python benchmarks/pin.py {bench.name}"
+        assert selection.source_sha256 == record["source_sha256"], hint
+        assert [i["id"] for i in selection.items] == record["ids"], hint
+        assert len(record["ids"]) == record["limit"]
+        checked += 1
+    assert checked

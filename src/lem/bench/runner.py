@@ -70,6 +70,7 @@ class Pair:
     config_hash: str
     path: Path
     done: dict[str, dict]  # id -> result line, for the selected ids already in the file
+    replace: bool = False  # the file holds another config's answers: start it afresh
 
     @property
     def todo(self) -> list[dict]:
@@ -163,26 +164,31 @@ def plan_pair(
     config_hash = sha256_json(config)[:16]
     done = read_done(path)
     stale = [r for r in done.values() if r.get("gen_config") != config_hash]
-    if stale and settings.overwrite:
-        path.unlink()
-        done = {}
-    elif stale:
+    if stale and not settings.overwrite:
         old = _recorded_configs(settings.out).get(stale[0].get("gen_config"))
         raise LemError(
             f"{path}: holds answers made with a different generation config "
             f"({_changes(old, config)}); use a new --out DIR, or --overwrite to replace them"
         )
     chosen = {item["id"] for item in selection.items}
-    done = {i: r for i, r in done.items() if i in chosen}
-    return Pair(bench, spec, selection, config, config_hash, path, done)
+    done = {} if stale else {i: r for i, r in done.items() if i in chosen}
+    return Pair(bench, spec, selection, config, config_hash, path, done, replace=bool(stale))
+
+
+def _read_manifest(out: Path) -> dict:
+    """OUT/manifest.json ({} when there is none yet)."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise LemError(f"{path}: not valid JSON ({e.msg}); restore or delete it")
 
 
 def _recorded_configs(out: Path) -> dict[str, dict]:
     """gen_config hash -> full config, from the runs recorded in OUT/manifest.json."""
-    path = out / MANIFEST
-    if not path.is_file():
-        return {}
-    runs = json.loads(path.read_text()).get("runs", {})
+    runs = _read_manifest(out).get("runs", {})
     return {r["gen_config"]: r["config"] for r in runs.values()}
 
 
@@ -211,6 +217,8 @@ def generate_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: Text
     todo = pair.todo
     if not todo:
         return 0
+    if pair.replace:  # --overwrite: only now, when this pair's new answers are about to come
+        pair.path.unlink()
     fmt = pair.config["prompt_format"]
     prompts = [pair.bench.prompt(item) for item in todo]
     total = len(pair.selection.items)
@@ -269,8 +277,7 @@ def write_manifest(out: Path, settings: BenchSettings, pairs: list[Pair]) -> Pat
     """Record this run's pairs in OUT/manifest.json, keeping earlier runs' other pairs."""
     from lem.config import to_dict
 
-    path = out / MANIFEST
-    old = json.loads(path.read_text()) if path.is_file() else {}
+    old = _read_manifest(out)
     runs = dict(old.get("runs", {}))
     for p in pairs:
         runs[p.key] = {
@@ -307,12 +314,23 @@ def write_manifest(out: Path, settings: BenchSettings, pairs: list[Pair]) -> Pat
     return manifest.write(out)
 
 
-def _check_out(out: Path) -> None:
-    path = out / MANIFEST
-    if path.is_file():
-        stage = json.loads(path.read_text()).get("stage")
-        if stage != "bench":
-            raise LemError(f"{path}: {out} holds a {stage!r} stage's output; use another --out")
+def _check_settings(settings: BenchSettings) -> None:
+    if not settings.benchmarks:
+        raise LemError("give at least one --benchmark")
+    if not settings.models:
+        raise LemError("give at least one --model NAME=MODEL")
+    for name in ("max_tokens", "batch_size"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise LemError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if settings.temperature < 0:
+        raise LemError(f"--temperature must be 0 (greedy) or more, got {settings.temperature}")
+    stage = _read_manifest(settings.out).get("stage", "bench")
+    if stage != "bench":
+        out = settings.out
+        raise LemError(
+            f"{out / MANIFEST}: {out} holds a {stage!r} stage's output; use another --out"
+        )
 
 
 def run_bench(
@@ -325,16 +343,12 @@ def run_bench(
     `loader(model, adapter=...)` loads a model (default `lem.models.load_model`); progress
     goes to `stream` (stderr by default).
     """
-    if not settings.benchmarks:
-        raise LemError("give at least one --benchmark")
-    if not settings.models:
-        raise LemError("give at least one --model NAME=MODEL")
+    _check_settings(settings)
     benches = [get_benchmark(name) for name in dict.fromkeys(settings.benchmarks)]
     unused = set(settings.data) - {b.name for b in benches}
     if unused:
         raise LemError(f"--data names {', '.join(sorted(unused))}, not among the --benchmark(s)")
     specs = [parse_model(name, spec) for name, spec in settings.models.items()]
-    _check_out(settings.out)
     selections = {
         b.name: load_items(b, _data_path(settings, b), settings.limit, settings.seed)
         for b in benches
