@@ -18,6 +18,8 @@ P = click.Path(path_type=Path)
 def fuse(model: str, adapter: Path, out: Path, dequantize: bool, export_gguf: bool) -> None:
     """Fuse an adapter into its base model: a standalone model directory mlx-lm loads.
 
+    \b
+    Writes OUT (config, weights, tokenizer with its chat template, manifest.json).
     Example:  lem fuse --model mlx/path/to/base --adapter runs/ethics/adapter --out fused
     """
     from lem.fuse import fuse as run
