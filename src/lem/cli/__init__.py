@@ -26,6 +26,8 @@ COMMANDS = {
     "fuse": "lem.cli.fuse:fuse",
     "score": "lem.cli.score:score",
     "report": "lem.cli.report:report",
+    "run": "lem.cli.run:run",
+    "init": "lem.cli.run:init",
 }
 
 ORDER = [
