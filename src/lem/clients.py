@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from lem.errors import LemError
 from lem.models import LoadedModel, load_model, strip_provider
@@ -688,3 +689,14 @@ def openai_result(response: Any, extra: dict) -> ChatResult:
     why = f"refusal: {refusal}" if refusal else ""
     text = message.content if message else None
     return answer_result(text, choice.finish_reason, prompt, completion, why, extra)
+
+
+def public_url(url: str | None) -> str | None:
+    """A base URL fit for a manifest: no user info, query or fragment (where keys could hide)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -34,9 +34,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from lem.clients import ChatClient, ChatRequest, ChatResult
+from lem.clients import ChatClient, ChatRequest, ChatResult, public_url
 from lem.config import to_dict
 from lem.errors import LemError
 from lem.progress import Progress
@@ -262,16 +261,6 @@ def teacher_messages(kernel, prompt: str, voice: str | None, max_tokens: int) ->
         {"role": "system", "content": kernel.system_text().rstrip() + "\n\n" + TEACHER_ROLE},
         {"role": "user", "content": user},
     ]
-
-
-def public_url(url: str | None) -> str | None:
-    """A base URL without user info, query or fragment (where credentials could hide)."""
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def work_key(settings: GenerateSettings, kernel) -> str:

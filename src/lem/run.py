@@ -189,10 +189,11 @@ def train_inputs(ctx: Context, s) -> dict:
 
 def run_train(ctx: Context, s, resume: bool) -> None:
     from lem.train import train
+    from lem.train_files import latest_checkpoint
 
     if not resume:
         shutil.rmtree(s.out, ignore_errors=True)  # another config's checkpoints: start afresh
-    report = train(s, resume=resume and (Path(s.out) / "checkpoints").exists())
+    report = train(s, resume=resume and latest_checkpoint(Path(s.out)) is not None)
     ctx.summary["train"] = {
         "steps": report.steps,
         "first_train_loss": report.first_train_loss,
@@ -381,8 +382,10 @@ def run_experiment(
     record_path = plan.out / "stages.json"
     record = read_json(record_path) if record_path.exists() else {}
     ran, skipped = [], []
+    # Every table is checked before any stage starts: a typo in [report] costs nothing.
+    all_settings = {stage.name: stage.settings(ctx) for stage in PIPELINE}
     for stage in PIPELINE:
-        settings = stage.settings(ctx)
+        settings = all_settings[stage.name]
         fingerprint = _fingerprint(stage, settings, stage.inputs(ctx, settings))
         ctx.fingerprints[stage.name] = fingerprint
         previous = record.get(stage.name, {})

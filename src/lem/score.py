@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from lem.clients import ChatClient
+from lem.clients import ChatClient, public_url
 from lem.config import to_dict
 from lem.errors import LemError
 from lem.judge import Judge, JudgeItem, Usage, Verdict, estimate_cost
@@ -359,17 +358,6 @@ def _file_scores(res: _Results, path: Path, lines: list[dict]) -> FileScores:
         c[line["status"]] += 1
     models = sorted({str(r["model"]) for r in res.rows})
     return FileScores(res.path, path, res.benchmark, models, len(res.rows), counts)
-
-
-def public_url(url: str | None) -> str | None:
-    """A URL without user info, query or fragment (where credentials could hide)."""
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _write_manifest(
