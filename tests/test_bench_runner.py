@@ -354,3 +354,28 @@ def test_kill_9_mid_run_then_resume(tiny_llama_dir, tmp_path):
     assert "gsm8k-torn" not in ids
     assert len({r["gen_config"] for r in rows}) == 1
     assert "160/160" in done.stderr
+
+
+def test_settings_from_an_experiment_file(tiny_llama_dir, tmp_path):
+    toml = tmp_path / "lem.toml"
+    toml.write_text(
+        "[bench]\n"
+        'benchmarks = ["gsm8k"]\n'
+        f'models = {{ tiny = "{tiny_llama_dir}" }}\n'
+        f'data = {{ gsm8k = "{FIXTURES / "gsm8k.jsonl"}" }}\n'
+        "limit = 1\nmax_tokens = 4\n"
+    )
+    out = tmp_path / "out"
+    runner = CliRunner()
+    ok = runner.invoke(main, ["bench", "--config", str(toml), "--out", str(out), "--limit", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert len(lines(out / "gsm8k_tiny.jsonl")) == 2  # the flag beat the file
+    assert (
+        json.loads((out / "manifest.json").read_text())["runs"]["gsm8k_tiny"]["config"][
+            "max_tokens"
+        ]
+        == 4
+    )
+    toml.write_text(toml.read_text() + "maxtokens = 5\n")
+    bad = runner.invoke(main, ["bench", "--config", str(toml)])
+    assert bad.exit_code == 2 and "[bench]: unknown setting 'maxtokens'" in bad.output

@@ -100,10 +100,10 @@ def bench(
     Data comes from --data, else the hub (through `datasets`); ethics uses lem's
     shipped evaluation prompts. `lem bench --list` shows each benchmark's source.
     Chat models get their chat template; models without one get "Question: ...\\nAnswer:".
-    Example:
+    Examples:
       lem bench -b gsm8k -b truthfulqa --limit 50 --seed 0 \\
-        -m base=mlx-community/gemma-3-1b-it-4bit \\
-        -m lek=mlx-community/gemma-3-1b-it-4bit:adapter=adapters/lek
+        -m base=models/base -m lek=models/base:adapter=adapters/lek
+      lem bench -b gsm8k --data gsm8k.jsonl -m smol=$(lem model fetch)
     """
     from lem.bench.runner import BenchSettings, run_bench
     from lem.config import resolve, section
