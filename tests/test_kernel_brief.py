@@ -1,0 +1,42 @@
+"""The condensed kernel for CPU demos (`lem/data/kernel-brief`)."""
+
+from __future__ import annotations
+
+from lem.generate import teacher_messages
+from lem.kernel import default_kernel_dir, load_kernel
+from lem.store import sha256_file
+
+AXIOM_NAMES = ["Sovereignty", "Privacy", "Transparency", "Consent", "Dignity"]
+
+
+def brief_dir():
+    return default_kernel_dir().parent / "kernel-brief"
+
+
+def test_brief_kernel_loads_with_the_right_length():
+    kernel = load_kernel(brief_dir())
+    assert 1800 <= len(kernel.text) <= 2400
+    assert [a.name for a in kernel.axioms] == AXIOM_NAMES
+
+
+def test_brief_kernel_names_all_five_axioms_and_the_conflict_order():
+    text = load_kernel(brief_dir()).text
+    for name in AXIOM_NAMES:
+        assert f"**{name}.**" in text, name
+    for step in ("Honesty is the floor", "not in the room", "least personal data"):
+        assert step in text, step
+
+
+def test_brief_kernel_shares_the_full_kernels_axioms():
+    brief, full = brief_dir() / "axioms.json", default_kernel_dir() / "axioms.json"
+    assert sha256_file(brief) == sha256_file(full)
+    assert load_kernel(brief_dir()).axioms_sha256 == load_kernel().axioms_sha256
+
+
+def test_brief_teacher_prompt_is_much_shorter_than_the_full_one():
+    prompt = "How much paracetamol is too much in one day?"
+    sizes = [
+        sum(len(m["content"]) for m in teacher_messages(k, prompt, None, 192))
+        for k in (load_kernel(brief_dir()), load_kernel())
+    ]
+    assert sizes[0] < 0.6 * sizes[1], sizes
