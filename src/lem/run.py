@@ -36,6 +36,7 @@ TABLES = ("experiment", "models", *STAGES)
 BASE = "base"  # in [models], teacher and judge: the experiment's base model
 SERVE = "serve:"  # judge = "serve:<model>": a local mlx_lm.server as an OpenAI judge
 SAMPLES = "samples:"  # bench data = "samples:<benchmark>": lem's shipped sample items
+SHIPPED_KERNELS = {"full": "kernel", "brief": "kernel-brief"}  # [generate] kernel = "brief"
 
 
 @dataclass
@@ -136,10 +137,13 @@ class Context:
 
 def generate_settings(ctx: Context):
     from lem.generate import GenerateSettings
+    from lem.kernel import default_kernel_dir
 
     table = dict(ctx.plan.tables["generate"])
     if table.get("teacher", BASE) == BASE:
         table["teacher"] = f"mlx/{ctx.plan.base_path}"
+    if table.get("kernel") in SHIPPED_KERNELS:
+        table["kernel"] = str(default_kernel_dir().parent / SHIPPED_KERNELS[table["kernel"]])
     for key in ("kernel", "seeds"):
         if key in table:
             table[key] = _path(table[key], ctx.plan.root)
