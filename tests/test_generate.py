@@ -69,7 +69,7 @@ def write_seeds(path: Path, prompts: dict[str, str]) -> Path:
 
 def asked(messages: list[dict]) -> str:
     """The seed prompt inside a teacher request."""
-    return messages[-1]["content"].split("<<<MESSAGE\n")[1].split("\nMESSAGE>>>")[0]
+    return messages[-1]["content"].split("\n\n(Style for this reply:")[0]
 
 
 def answer(prompt: str) -> str:
@@ -308,7 +308,8 @@ def test_teacher_sees_kernel_and_example_keeps_bare_prompt(kernel_dir, tmp_path)
     report = generate(gate_settings(kernel_dir, tmp_path), client=teacher)
     system, user = teacher.requests[0].messages
     assert system["role"] == "system" and AXIOMS["axioms"][1]["statement"] in system["content"]
-    assert "Reason from consequences" in user["content"]  # the kernel text around the prompt
+    assert "Reason from consequences" in system["content"]  # the kernel, before the prompt
+    assert user["content"] in GATE_PROMPTS.values()  # the person's message, as asked
     assert asked(teacher.requests[0].messages) in GATE_PROMPTS.values()
     for row in check_chat_files(report.out, GATE_PROMPTS):
         assert "Reason from consequences" not in json.dumps(row)

@@ -20,24 +20,25 @@ base = "{base}"
 [models]
 instruct = "base"
 [generate]
-n_examples = 12
-max_tokens = 160
+kernel = "brief"
+n_examples = 10
+max_tokens = 128
 length_retries = 0
 temperature = 0.0
 min_chars = 20
-valid_fraction = 0.25
-batch_size = 12
+valid_fraction = 0.3
+batch_size = 10
 [train]
-iters = 3
+iters = 2
 batch_size = 1
 learning_rate = 1e-4
 num_layers = 4
 max_seq_length = 768
 truncate = true
 steps_per_report = 1
-steps_per_eval = 3
+steps_per_eval = 2
 val_batches = 1
-save_every = 3
+save_every = 2
 [bench]
 benchmarks = ["gsm8k", "ethics"]
 limit = 2

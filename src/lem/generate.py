@@ -43,7 +43,7 @@ from lem.store import JsonlAppender, Manifest, read_jsonl, repair_tail, sha256_f
 from lem.store import write_jsonl as _write_jsonl
 
 # Bump when the teacher prompt changes: it is part of the work-file key.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 LENGTH_GROWTH = 2  # each regeneration of a truncated answer doubles the token cap
 
 # Styles for the *answer*, not personas of the asker: the example keeps the bare seed
@@ -72,20 +72,12 @@ decline that part plainly, say why, and offer what you can do instead.
 the substance.
 - Write only the reply: no title, no notes about this task, no repeating of the message."""
 
-TEACHER_USER = """\
+TEACHER_BACKGROUND = """\
 Background you have absorbed (draw on it, never refer to it):
-<<<BACKGROUND
-{kernel}
-BACKGROUND>>>
 
-The person's message:
-<<<MESSAGE
-{prompt}
-MESSAGE>>>
-{style}
-Write your reply to the person now, in at most about {words} words. Reason from the \
-principles in your own words, as your own judgement, without naming them as a source and \
-without mentioning axioms, a framework, a kernel or guidelines."""
+{kernel}"""
+
+TEACHER_LENGTH = "Keep each reply under about {words} words."
 
 # Phrases that give away text the student never sees. One name per pattern so the
 # manifest can say which ones fired; `{names}` is filled with the kernel's axiom names.
@@ -253,14 +245,23 @@ def _voice(seed_id: str, sample: int, settings: GenerateSettings) -> str | None:
 
 
 def teacher_messages(kernel, prompt: str, voice: str | None, max_tokens: int) -> list[dict]:
-    """The teacher's view: axioms + role as system text, the kernel around the prompt."""
-    style = f"\nStyle for this reply: {VOICES[voice]}\n" if voice is not None else ""
+    """The teacher's view: axioms, kernel and role as the system message; the prompt as asked.
+
+    Everything but the person's message sits in the system message, so it is the same for
+    every request: a local teacher computes it once (shared-prefix caching), and a small
+    teacher answers the message itself instead of echoing a wrapped-up task.
+    """
     words = max(30, round(max_tokens * 0.55 / 10) * 10)
-    user = TEACHER_USER.format(kernel=kernel.text.strip(), prompt=prompt, style=style, words=words)
-    return [
-        {"role": "system", "content": kernel.system_text().rstrip() + "\n\n" + TEACHER_ROLE},
-        {"role": "user", "content": user},
-    ]
+    system = "\n\n".join(
+        [
+            kernel.system_text().rstrip(),
+            TEACHER_BACKGROUND.format(kernel=kernel.text.strip()),
+            TEACHER_ROLE,
+            TEACHER_LENGTH.format(words=words),
+        ]
+    )
+    user = prompt if voice is None else f"{prompt}\n\n(Style for this reply: {VOICES[voice]})"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def work_key(settings: GenerateSettings, kernel) -> str:

@@ -152,6 +152,7 @@ def generate_settings(ctx: Context):
 
 
 def generate_inputs(ctx: Context, s) -> dict:
+    from lem.generate import TEMPLATE_VERSION
     from lem.kernel import load_kernel
     from lem.seeds import default_seeds_path
 
@@ -159,6 +160,7 @@ def generate_inputs(ctx: Context, s) -> dict:
     seeds = Path(s.seeds) if s.seeds is not None else default_seeds_path("train")
     teacher = s.teacher[4:] if s.teacher.startswith("mlx/") else None
     return {
+        "template": TEMPLATE_VERSION,
         "kernel": kernel.text_sha256,
         "axioms": kernel.axioms_sha256,
         "seeds": sha256_file(seeds),
