@@ -42,6 +42,7 @@ class ChatRequest:
     temperature: float = 0.0
     seed: int | None = None
     json_schema: dict | None = None  # ask for a JSON object of this shape where supported
+    repetition_penalty: float | None = None  # in-process MLX models only (mlx-lm's penalty)
 
 
 @dataclass
@@ -169,16 +170,17 @@ class MlxClient(ChatClient):
             if on_result is not None:
                 on_result(i, result)
 
-        groups: dict[tuple[float, int | None], list[tuple[int, list[int]]]] = {}
+        groups: dict[tuple, list[tuple[int, list[int]]]] = {}
         for i, request in enumerate(requests):
             ids = self._encode(request)
             if isinstance(ids, ChatResult):
                 finish(i, ids)
                 continue
             seed = request.seed if request.temperature > 0 else None
-            groups.setdefault((request.temperature, seed), []).append((i, ids))
-        for (temperature, seed), items in groups.items():
-            self._run_group(requests, items, temperature, seed, finish)
+            key = (request.temperature, seed, request.repetition_penalty)
+            groups.setdefault(key, []).append((i, ids))
+        for (temperature, seed, penalty), items in groups.items():
+            self._run_group(requests, items, temperature, seed, penalty, finish)
         return results  # type: ignore[return-value]
 
     def _encode(self, request: ChatRequest) -> list[int] | ChatResult:
@@ -191,7 +193,7 @@ class MlxClient(ChatClient):
         except (TemplateError, ValueError) as e:  # e.g. a template that rejects system turns
             return ChatResult(text=None, error=_one_line(f"chat template failed: {e}"))
 
-    def _run_group(self, requests, items, temperature, seed, finish) -> None:
+    def _run_group(self, requests, items, temperature, seed, penalty, finish) -> None:
         from lem.generation import Generation, generate_batch
 
         def done(j: int, gen: Generation) -> None:
@@ -220,6 +222,7 @@ class MlxClient(ChatClient):
             seed=seed,
             batch_size=self.batch_size,
             on_result=done,
+            repetition_penalty=penalty,
         )
 
 

@@ -145,6 +145,7 @@ class GenerateSettings:
     batch_size: int = 32  # requests handed to the client at a time (a local teacher's batch)
     voices: bool = False
     voice_seed: int = 0
+    repetition_penalty: float | None = None  # local (mlx/) teachers only; API teachers ignore it
     allow_kernel_refs: bool = False  # keep (but still count) answers that cite the kernel
 
 
@@ -276,6 +277,7 @@ def work_key(settings: GenerateSettings, kernel) -> str:
             "max_tokens": settings.max_tokens,
             "length_retries": settings.length_retries,
             "temperature": settings.temperature,
+            "repetition_penalty": settings.repetition_penalty,
             "seed": settings.seed,
         }
     )
@@ -297,6 +299,7 @@ def _request(item: PlanItem, messages: list[dict], rnd: int, s: GenerateSettings
         max_tokens=s.max_tokens * LENGTH_GROWTH**rnd,
         temperature=s.temperature,
         seed=s.seed + item.sample,
+        repetition_penalty=s.repetition_penalty,
     )
 
 

@@ -90,6 +90,7 @@ def generate_batch(
     batch_size: int = 32,
     on_result: Callable[[int, Generation], None] | None = None,
     share_prefix: bool = True,
+    repetition_penalty: float | None = None,
 ) -> list[Generation]:
     """Generate an answer for each prompt (token ids), `batch_size` sequences at a time.
 
@@ -98,10 +99,11 @@ def generate_batch(
     With `share_prefix`, a long prefix common to all prompts (a teacher's kernel, say)
     is run through the model once and its KV cache reused by every prompt, instead of
     being recomputed per prompt: the same numbers, a fraction of the prefill work.
+    `repetition_penalty` (mlx-lm's, over the last 20 tokens) keeps small models out of loops.
     """
     import mlx.core as mx
     from mlx_lm.generate import BatchGenerator
-    from mlx_lm.sample_utils import make_sampler
+    from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
     if not prompts:
         return []
@@ -113,6 +115,7 @@ def generate_batch(
         loaded.model,
         stop_tokens=[[t] for t in tokenizer.eos_token_ids],
         sampler=make_sampler(temp=temperature),
+        logits_processors=make_logits_processors(repetition_penalty=repetition_penalty),
         completion_batch_size=batch_size,
         prefill_batch_size=min(batch_size, 8),
     )
