@@ -6,12 +6,16 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from servers import FakeOpenAI, Reply
 
 from lem.cli import main
 from lem.errors import LemError
 from lem.run import init_experiment, load_plan, run_experiment, shipped_experiment
 
-# The quick profile, smaller still: a handful of seeds, a few steps, two benchmarks.
+# The quick profile, smaller still: a handful of seeds, a few steps, two benchmarks. The
+# teacher is a local OpenAI-compatible server with fixed answers (a 135M teacher's answers
+# are too erratic for the gates to leave a predictable number); training, benchmarking and
+# the judge (a real mlx_lm.server) use SmolLM2.
 TINY = """
 [experiment]
 name = "tiny"
@@ -20,14 +24,12 @@ base = "{base}"
 [models]
 instruct = "base"
 [generate]
-kernel = "brief"
+teacher = "openai/teacher"
+teacher_base_url = "{teacher_url}"
 n_examples = 10
 max_tokens = 128
-length_retries = 0
 temperature = 0.0
-min_chars = 20
 valid_fraction = 0.3
-batch_size = 10
 [train]
 iters = 2
 batch_size = 1
@@ -90,10 +92,22 @@ def test_bad_experiment_files_are_one_line_errors(tmp_path, tiny_llama_dir):
     assert result.exit_code == 2 and "not found" in result.output
 
 
+def teacher_answer(received) -> Reply:
+    return Reply(
+        text=f"On '{received.user[:40]}': here is what I would weigh, the options you have, "
+        "and the one I would pick, with the reason for it."
+    )
+
+
 @pytest.mark.slow
 def test_quick_pipeline_end_to_end_then_skips_then_reruns_downstream(tmp_path, smollm2_dir):
+    with FakeOpenAI(teacher_answer) as teacher:
+        run_tiny_pipeline(tmp_path, smollm2_dir, teacher.base_url)
+
+
+def run_tiny_pipeline(tmp_path, smollm2_dir, teacher_url):
     f = tmp_path / "lem.toml"
-    f.write_text(TINY.format(base=smollm2_dir, bench_tokens=48))
+    f.write_text(TINY.format(base=smollm2_dir, bench_tokens=48, teacher_url=teacher_url))
 
     first = run_experiment(f)
     assert first.ran == ["generate", "train", "bench", "score", "report"]
@@ -125,7 +139,7 @@ def test_quick_pipeline_end_to_end_then_skips_then_reruns_downstream(tmp_path, s
     assert second.ran == [] and second.skipped == first.ran
 
     # A bench setting changes: bench and what reads it re-run; generate and train do not.
-    f.write_text(TINY.format(base=smollm2_dir, bench_tokens=40))
+    f.write_text(TINY.format(base=smollm2_dir, bench_tokens=40, teacher_url=teacher_url))
     third = run_experiment(f)
     assert third.skipped == ["generate", "train"]
     assert third.ran == ["bench", "score", "report"]
