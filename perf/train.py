@@ -36,15 +36,12 @@ COMMON = {"batch_size": 2, "num_layers": 16, "learning_rate": 1e-5, "seed": 0}
 
 def blas_path() -> str:
     """The file of the BLAS library lem preloaded into this process (for LD_PRELOAD)."""
-    from lem import blas
+    from lem.serve import blas_file
 
-    name = blas.state().library
-    if name is None:
+    path = blas_file()
+    if path is None:
         raise SystemExit("no optimized BLAS loaded: install libopenblas0-pthread first")
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        if Path(name).name.split(".so")[0] in line and ".so" in line:
-            return line.split()[-1]
-    return name
+    return path
 
 
 def epoch_tokens(model: Path) -> tuple[int, int, int]:
