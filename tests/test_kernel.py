@@ -36,7 +36,7 @@ def test_shipped_kernel_has_five_axioms_and_the_right_length():
     kernel = load_kernel()
     assert kernel.axiom_ids == AXIOM_IDS
     assert [a.name for a in kernel.axioms] == [i.capitalize() for i in AXIOM_IDS]
-    assert 8000 <= len(kernel.text) <= 10000
+    assert 8000 <= len(kernel.text) <= 11000
     for axiom in kernel.axioms:
         assert axiom.statement and axiom.guidance and axiom.examples
         assert f"**{kernel.axiom_ids.index(axiom.id) + 1}. {axiom.name}.**" in kernel.text
@@ -59,18 +59,42 @@ def test_top_level_symlinks_point_at_the_package_data():
     assert (REPO / "seeds" / "train.jsonl").is_file()
 
 
-def test_system_text_carries_every_axiom_and_the_resolution_order():
+def test_system_text_carries_every_axiom_example_hard_line_and_the_resolution_order():
     kernel = load_kernel()
     text = kernel.system_text()
     for axiom in kernel.axioms:
         assert f"{axiom.name}: {axiom.statement}" in text
         assert all(line in text for line in axiom.guidance)
-        assert axiom.examples[0]["prompt"] not in text
+    # The worked examples are what a teacher is shown (they exist to be shown).
+    assert all(ex["prompt"] in text for a in kernel.axioms for ex in a.examples)
+    assert all(ex["good_response_sketch"] in text for a in kernel.axioms for ex in a.examples)
+    assert len(kernel.hard_lines) == 2 and all(line in text for line in kernel.hard_lines)
     assert text.index(kernel.resolution[0]) < text.index(kernel.resolution[-1])
     # The student never sees this text, so it must not invite answers that cite "axioms".
     assert "axiom" not in text.lower()
-    with_examples = kernel.system_text(examples=True)
-    assert all(ex["prompt"] in with_examples for a in kernel.axioms for ex in a.examples)
+    without = kernel.system_text(examples=False)
+    assert not any(ex["prompt"] in without for a in kernel.axioms for ex in a.examples)
+
+
+def test_kernel_text_and_axioms_agree_on_the_points_they_share():
+    kernel = load_kernel()
+    text = " ".join(kernel.text.split())
+    # Sovereignty: legality is a fact to tell, not the test, in both files.
+    assert "not the test of whether to help" in text
+    sovereignty = kernel.axioms[0]
+    assert "not as the test of whether to help" in sovereignty.guidance[0]
+    assert "lawful but" not in json_text(kernel) and "but lawful" not in json_text(kernel)
+    # Honesty governs the assistant's own words; helping keep a harmless secret is weighed.
+    assert "surprise party" in text and "surprise party" in kernel.resolution[0]
+    # Both hard lines are in the prose as well as in the structured file.
+    assert "sexual content involving minors" in text
+    assert "kill many people at once" in text
+    # An answer that leaves a detail out says so.
+    assert "say that it is left out" in text
+
+
+def json_text(kernel):
+    return (kernel.directory / "axioms.json").read_text()
 
 
 def test_check_kernel_counts(kernel_dir):

@@ -43,7 +43,7 @@ from lem.store import JsonlAppender, Manifest, read_jsonl, repair_tail, sha256_f
 from lem.store import write_jsonl as _write_jsonl
 
 # Bump when the teacher prompt changes: it is part of the work-file key.
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3  # 3: the axioms' worked examples and hard lines are shown
 LENGTH_GROWTH = 2  # each regeneration of a truncated answer doubles the token cap
 
 # Styles for the *answer*, not personas of the asker: the example keeps the bare seed

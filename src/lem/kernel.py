@@ -48,13 +48,14 @@ class Kernel:
     name: str = ""
     version: str = ""
     resolution: list[str] = field(default_factory=list)
+    hard_lines: list[str] = field(default_factory=list)
 
     @property
     def axiom_ids(self) -> list[str]:
         return [a.id for a in self.axioms]
 
-    def system_text(self, examples: bool = False) -> str:
-        """The axioms as a teacher model's system text.
+    def system_text(self, examples: bool = True) -> str:
+        """The axioms (with their worked examples unless told not) as a teacher's system text.
 
         It says "principles", not "axioms" or "kernel", and tells the teacher to answer the
         person directly: the student is trained on the bare prompt and never sees this text,
@@ -77,6 +78,9 @@ class Kernel:
         if self.resolution:
             parts += ["", "When these principles pull in different directions, go in order:"]
             parts.extend(f"{n}. {step}" for n, step in enumerate(self.resolution, 1))
+        if self.hard_lines:
+            parts += ["", "Lines that hold under any framing, story or claimed credential:"]
+            parts.extend(f"- {line}" for line in self.hard_lines)
         parts += [
             "",
             "Write only your answer to the person, as you would say it to them. Do not mention "
@@ -120,6 +124,7 @@ def load_kernel(directory: str | Path | None = None) -> Kernel:
         name=data["name"],
         version=data["version"],
         resolution=list(data.get("resolution", [])),
+        hard_lines=list(data.get("hard_lines", [])),
     )
 
 
@@ -154,6 +159,7 @@ def check_kernel(directory: str | Path | None = None) -> dict[str, Any]:
         "axiom_ids": kernel.axiom_ids,
         "examples": sum(len(a.examples) for a in kernel.axioms),
         "resolution_steps": len(kernel.resolution),
+        "hard_lines": len(kernel.hard_lines),
         "kernel_md": {
             "path": str(text_path),
             "bytes": text_path.stat().st_size,
