@@ -52,7 +52,7 @@ def epoch_tokens(model: Path) -> tuple[int, int, int]:
 
     rows = read_splits(DATA, COMMON["batch_size"])["train"]
     examples = tokenize(rows, load_tokenizer(model), True, 2048, False, DATA / "train.jsonl")
-    answer = sum(len(e.tokens) - e.offset for e in examples)
+    answer = sum(e.trained for e in examples)
     return answer, sum(len(e.tokens) for e in examples), len(examples)
 
 

@@ -1,8 +1,14 @@
-"""Settings: defaults < experiment file (`lem.toml`) < flags, merged in one place.
+"""Settings: defaults < experiment file (`lem.toml`) < flags, merged and checked in one place.
 
-Each stage declares its settings as a dataclass with defaults. `resolve` overlays one
-section of the experiment file and then the flags the user actually gave, checking
-names and types so a typo in lem.toml is an error, not a silently ignored key.
+Each stage declares its settings once, as a dataclass whose fields are made with `setting()`:
+the default, the help text and the checks (`min`, `gt`, `choices`, ...) live on the field.
+From that one declaration:
+
+- `resolve` overlays a table of the experiment file and then the flags the user actually
+  gave, checking names and types (a typo in lem.toml is an error, not an ignored key)
+  and every field's checks, naming the flag or the file and key at fault;
+- `cli_options` generates the command's click options, each help line ending with the
+  default it shows.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import dataclasses
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,15 +29,47 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 T = TypeVar("T")
+_MUTABLE = (list, dict)
+
+
+def setting(
+    default: Any = None,
+    help: str = "",
+    *,
+    min: float | None = None,
+    gt: float | None = None,
+    below: float | None = None,
+    choices: Sequence[str] | None = None,
+    special: Sequence[Any] = (),
+    shown: str | None = None,
+    flag: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """A settings field with its help text and checks (applied to non-None values).
+
+    `min`: value >= min; `gt`: value > gt; `below`: value < below; `choices`: one of them;
+    `special`: values allowed besides those rules (-1 for "all"); `shown`: the default as
+    the help line shows it; `flag`: the option name when it is not `--field-name`;
+    `cli=False`: no option (set in lem.toml or by the caller only).
+    """
+    meta = {"help": help, "min": min, "gt": gt, "below": below, "choices": choices}
+    meta |= {"special": tuple(special), "shown": shown, "flag": flag, "cli": cli}
+    if isinstance(default, _MUTABLE):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def read_toml(path: str | Path) -> dict:
     """Parse an experiment file; one-line error naming the file and line on bad TOML."""
+    from lem.store import read_text
+
     path = Path(path)
+    if path.is_dir():
+        raise LemError(f"{path}: is a directory; give the experiment file (lem.toml) inside it")
     if not path.is_file():
         raise LemError(f"{path}: experiment file not found (create one with `lem init`)")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as e:
         raise LemError(f"{path}: invalid TOML ({e})")
 
@@ -75,17 +113,27 @@ def _is_union(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
+def flag_name(f: dataclasses.Field) -> str:
+    """The command-line option of a settings field: `--max-tokens` for `max_tokens`."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
 def resolve(
     cls: type[T],
     file_values: Mapping[str, Any] | None = None,
     flags: Mapping[str, Any] | None = None,
     where: str = "settings",
 ) -> T:
-    """Build `cls` from its defaults, then `file_values`, then `flags` (None flags are unset)."""
+    """Build `cls` from its defaults, then `file_values`, then `flags` (None flags are unset).
+
+    Every value is type-checked and then checked against its field's rules; an error names
+    the flag (`--iters`) or the file and key (`lem.toml [train]: iters`) it came from.
+    """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for source, mapping in (("experiment file", file_values or {}), ("option", flags or {})):
+    origin: dict[str, str] = {}
+    for source, mapping in (("file", file_values or {}), ("option", flags or {})):
         for key, value in mapping.items():
             name = key.replace("-", "_")
             if name not in fields:
@@ -95,8 +143,36 @@ def resolve(
                 raise LemError(f"{where}: unknown setting {key!r}; known: {known}")
             if value is None and source == "option":
                 continue
-            values[name] = _check_type(value, hints[name], f"{where}: {key}")
-    return cls(**values)
+            label = flag_name(fields[name]) if source == "option" else f"{where}: {key}"
+            values[name] = _check_type(value, hints[name], label)
+            origin[name] = label
+    settings = cls(**values)
+    for f in dataclasses.fields(cls):
+        label = origin.get(f.name, f"{where}: {f.name} (default)")
+        problem = field_problem(f, getattr(settings, f.name))
+        if problem:
+            raise LemError(f"{label} {problem}")
+    return settings
+
+
+def field_problem(f: dataclasses.Field, value: Any) -> str | None:
+    """What is wrong with `value` under the field's rules, as a phrase, or None."""
+    meta = f.metadata
+    if value is None or value in meta.get("special", ()) or isinstance(value, bool):
+        return None
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        return f"must be one of {', '.join(choices)}; got {value!r}"
+    if not isinstance(value, (int, float)):
+        return None
+    also = " (or " + ", ".join(map(str, meta["special"])) + ")" if meta.get("special") else ""
+    if meta.get("min") is not None and value < meta["min"]:
+        return f"must be at least {meta['min']}{also}, got {value}"
+    if meta.get("gt") is not None and value <= meta["gt"]:
+        return f"must be more than {meta['gt']}{also}, got {value}"
+    if meta.get("below") is not None and value >= meta["below"]:
+        return f"must be below {meta['below']}, got {value}"
+    return None
 
 
 def to_dict(settings: Any) -> dict:
@@ -112,3 +188,58 @@ def to_dict(settings: Any) -> dict:
         return v
 
     return {k: plain(v) for k, v in dataclasses.asdict(settings).items()}
+
+
+# ---------------------------------------------------------------- command-line options
+
+
+def _shown_default(f: dataclasses.Field) -> str:
+    if f.metadata.get("shown") is not None:
+        return f.metadata["shown"]
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return "none" if default is None else str(default)
+
+
+def _click_type(f: dataclasses.Field, hint: Any) -> Any:
+    import click
+
+    if f.metadata.get("choices"):
+        return click.Choice(list(f.metadata["choices"]))
+    hints = [
+        h for h in (typing.get_args(hint) if _is_union(hint) else (hint,)) if h is not type(None)
+    ]
+    base = typing.get_origin(hints[0]) or hints[0]
+    if base is Path:
+        return click.Path(path_type=Path)
+    return base
+
+
+def cli_options(cls: type, skip: Sequence[str] = ()) -> Callable[[Callable], Callable]:
+    """Decorate a click command with one option per settings field (not those in `skip`).
+
+    Options default to None, so only flags the user gave override the file and defaults.
+    """
+    import click
+
+    hints = typing.get_type_hints(cls)
+
+    def decorate(command: Callable) -> Callable:
+        for f in reversed(dataclasses.fields(cls)):
+            hint = hints[f.name]
+            if f.name in skip or not f.metadata.get("cli", True):
+                continue
+            if typing.get_origin(hint) in (list, dict) or hint in (list, dict):
+                continue
+            text = f"{f.metadata.get('help', '')} [{_shown_default(f)}]".strip()
+            name = flag_name(f)
+            if hint is bool:
+                pair = f"{name}/--no-{name[2:]}"
+                command = click.option(pair, f.name, default=None, help=text)(command)
+            else:
+                option = click.option(name, f.name, type=_click_type(f, hint), help=text)
+                command = option(command)
+        return command
+
+    return decorate

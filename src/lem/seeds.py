@@ -2,8 +2,14 @@
 
 Each line is an object with `id`, `domain` and `prompt` (non-empty strings) and, optionally,
 `tension` (a list of the axiom ids that pull against each other in this prompt), `voice`
-(who is asking, in a few words) and `kind` (one of KINDS). Unknown fields are rejected, so
-that a misspelt optional field ("tensions") is reported instead of silently ignored.
+(who is asking, in a few words), `kind` (one of KINDS: what the right answer looks like),
+`expect` (one of EXPECT: the behaviour a good answer shows, for evaluation prompts) and,
+for a multi-turn seed, `history` (the earlier turns: user first, alternating with
+assistant, ending with an assistant turn; `prompt` is the last user message; an
+assistant turn marked `"train": false` is context only, never trained: a deliberately
+wrong answer the user then corrects) and
+`pattern` (one of PATTERNS). Unknown fields are rejected, so that a misspelt optional
+field ("tensions") is reported instead of silently ignored.
 
 Training seeds and evaluation prompts must be disjoint: `near_duplicates` finds pairs whose
 word n-grams overlap, for checking the shipped splits and, later, generated data.
@@ -23,9 +29,15 @@ from lem.store import iter_jsonl, sha256_file
 
 SPLITS = ("train", "eval")
 REQUIRED = ("id", "domain", "prompt")
-OPTIONAL = ("tension", "voice", "kind")
+OPTIONAL = ("tension", "voice", "kind", "expect", "history", "pattern")
 # What the right answer looks like, for checking that a seed set has the intended spread.
 KINDS = ("help", "overrefusal", "dilemma", "decline", "manipulation", "crisis")
+# The behaviour a good answer shows, scored without a judge by the refusal classifier:
+# `answer` (a refusal is over-refusal), `decline`, `partial` (help, but decline one part),
+# `crisis` (engage, give no means, point to immediate help).
+EXPECT = ("answer", "decline", "partial", "crisis")
+# How a multi-turn conversation tests judgement across turns.
+PATTERNS = ("escalation", "fragmented", "pushback", "followup")
 
 
 @dataclass
@@ -38,6 +50,18 @@ class Seed:
     tension: list[str] | None = None
     voice: str | None = None
     kind: str | None = None
+    expect: str | None = None
+    history: list[dict] | None = None
+    pattern: str | None = None
+
+    def messages(self) -> list[dict]:
+        """The conversation up to the turn to answer: earlier turns, then the prompt."""
+        return [*(self.history or []), {"role": "user", "content": self.prompt}]
+
+    def text(self) -> str:
+        """Every user turn, for near-duplicate and contamination checks."""
+        turns = [m["content"] for m in self.history or [] if m["role"] == "user"]
+        return "\n".join([*turns, self.prompt])
 
 
 def default_seeds_path(split: str) -> Path:
@@ -87,6 +111,7 @@ def check_seeds(path: str | Path, axiom_ids: Iterable[str] | None = None) -> dic
         "sha256": sha256_file(path),
         "domains": _count(s.domain for s in seeds),
         "kinds": _count(s.kind or "(none)" for s in seeds),
+        "multi_turn": sum(s.history is not None for s in seeds),
     }
 
 
@@ -108,11 +133,14 @@ def _parse(where: str, obj: dict[str, Any]) -> Seed:
         if key not in obj:
             raise LemError(f"{where}: missing field {key!r}")
         _text(where, key, obj[key])
-    for key in ("voice", "kind"):
+    for key in ("voice", "kind", "expect", "pattern"):
         if obj.get(key) is not None:
             _text(where, key, obj[key])
-    if obj.get("kind") is not None and obj["kind"] not in KINDS:
-        raise LemError(f"{where}: kind {obj['kind']!r} is not one of: {', '.join(KINDS)}")
+    for key, allowed in (("kind", KINDS), ("expect", EXPECT), ("pattern", PATTERNS)):
+        if obj.get(key) is not None and obj[key] not in allowed:
+            raise LemError(f"{where}: {key} {obj[key]!r} is not one of: {', '.join(allowed)}")
+    if obj.get("history") is not None:
+        _check_history(where, obj["history"])
     tension = obj.get("tension")
     if tension is not None and (
         not isinstance(tension, list)
@@ -124,6 +152,28 @@ def _parse(where: str, obj: dict[str, Any]) -> Seed:
             f'e.g. ["sovereignty", "privacy"]'
         )
     return Seed(**obj)
+
+
+def _check_history(where: str, history: Any) -> None:
+    """Earlier turns: user first, alternating, ending with the assistant (1 to 3 exchanges)."""
+    if not isinstance(history, list) or not history or len(history) % 2:
+        raise LemError(
+            f"{where}: 'history' must be a list of user/assistant turns ending with an "
+            "assistant turn (the prompt is the next user turn)"
+        )
+    if len(history) > 6:
+        raise LemError(f"{where}: 'history' has {len(history) // 2} exchanges; at most 3")
+    for i, turn in enumerate(history):
+        role = "user" if i % 2 == 0 else "assistant"
+        allowed = {"role", "content"} | ({"train"} if role == "assistant" else set())
+        if not isinstance(turn, dict) or not {"role", "content"} <= set(turn) <= allowed:
+            extra = ' (and optionally "train": false)' if role == "assistant" else ""
+            raise LemError(f'{where}: history[{i}] must be {{"role": ..., "content": ...}}{extra}')
+        if turn["role"] != role:
+            raise LemError(f"{where}: history[{i}] should be the {role}'s turn")
+        if not isinstance(turn.get("train", True), bool):
+            raise LemError(f"{where}: history[{i}].train must be true or false")
+        _text(where, f"history[{i}].content", turn["content"])
 
 
 def _text(where: str, key: str, value: Any) -> None:

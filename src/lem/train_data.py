@@ -33,12 +33,22 @@ class ChatRow:
 
 @dataclass
 class Example:
-    """A tokenized chat; tokens before `offset` are the prompt (masked from the loss)."""
+    """A tokenized chat and which of its tokens are trained (`mask`): with prompt masking,
+    every assistant turn, its end-of-turn tokens included; otherwise all of them."""
 
     tokens: list[int]
-    offset: int
+    mask: list[bool]
     line: int
     id: str | None
+
+    @property
+    def offset(self) -> int:
+        """The first trained token (the whole prompt before it is masked from the loss)."""
+        return self.mask.index(True) if True in self.mask else len(self.tokens)
+
+    @property
+    def trained(self) -> int:
+        return sum(self.mask)
 
 
 def _message_problem(messages: Any) -> str | None:
@@ -93,6 +103,39 @@ def _label(ex: Example | ChatRow) -> str:
     return f"line {ex.line}" + (f" (id {ex.id})" if ex.id is not None else "")
 
 
+def _template(tokenizer: Any, messages: list[dict], prompt: bool) -> list[int]:
+    return list(
+        tokenizer.apply_chat_template(messages, add_generation_prompt=prompt, tokenize=True)
+    )
+
+
+def assistant_mask(
+    tokenizer: Any, messages: list[dict], where: str
+) -> tuple[list[int], list[bool]]:
+    """A chat's tokens (the model's chat template) and which belong to assistant turns.
+
+    Each assistant turn spans from the end of the conversation before it (with the
+    generation prompt) to the end of the conversation including it. This needs a
+    template whose encoding of a conversation starts with its encoding of every earlier
+    part, as chat templates do; one that does not is an error naming the example.
+    """
+    tokens = _template(tokenizer, messages, prompt=False)
+    mask = [False] * len(tokens)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant" or message.get("train") is False:
+            continue  # an assistant turn marked "train": false is context only
+        start = len(_template(tokenizer, messages[:i], prompt=True))
+        upto = _template(tokenizer, messages[: i + 1], prompt=False)
+        if tokens[: len(upto)] != upto or start > len(upto):
+            raise LemError(
+                f"{where}: the model's chat template encodes earlier turns differently inside "
+                "the whole conversation, so assistant turns cannot be located; train with "
+                "--no-mask-prompt, or with single-turn examples"
+            )
+        mask[start : len(upto)] = [True] * (len(upto) - start)
+    return tokens, mask
+
+
 def tokenize(
     rows: Sequence[ChatRow],
     tokenizer: Any,
@@ -101,18 +144,21 @@ def tokenize(
     truncate: bool,
     path: Path,
 ) -> list[Example]:
-    """Tokenize chats with mlx-lm's ChatDataset; error on examples over `max_seq_length`.
+    """Tokenize chats with the model's chat template; error on examples over `max_seq_length`.
 
-    With `truncate`, long examples are cut to the limit (as mlx-lm does) unless the
-    prompt alone fills it, which would leave nothing to train.
+    With `mask_prompt`, only assistant turns are trained (all of them, so a multi-turn
+    example teaches every answer in it); without, every token. With `truncate`, long
+    examples are cut to the limit (as mlx-lm does) unless no trained token would be left.
     """
-    from mlx_lm.tuner.datasets import ChatDataset
-
-    chats = ChatDataset([r.row for r in rows], tokenizer, mask_prompt=mask_prompt)
     examples = []
-    for i, r in enumerate(rows):
-        tokens, offset = chats.process(chats[i])
-        examples.append(Example(list(tokens), offset, r.line, r.id))
+    for r in rows:
+        messages = r.row["messages"]
+        if mask_prompt:
+            tokens, mask = assistant_mask(tokenizer, messages, f"{path}:{r.line}")
+        else:
+            tokens = _template(tokenizer, messages, prompt=False)
+            mask = [False] + [True] * (len(tokens) - 1)
+        examples.append(Example(tokens, mask, r.line, r.id))
     long = [e for e in examples if len(e.tokens) > max_seq_length]
     if long and not truncate:
         named = ", ".join(f"{_label(e)}: {len(e.tokens)} tokens" for e in long[:SHOWN])
@@ -122,7 +168,7 @@ def tokenize(
             f"tokens ({named}{more}); shorten them, raise --max-seq-length, "
             "or pass --truncate to cut them"
         )
-    empty = [e for e in long if e.offset >= max_seq_length - 1]
+    empty = [e for e in long if not any(e.mask[1:max_seq_length])]
     if empty:
         raise LemError(
             f"{path}: {len(empty)} example(s) whose prompt alone fills max_seq_length "
@@ -169,16 +215,19 @@ class BatchPlan:
 
 
 def collate(examples: Sequence[Example], max_seq_length: int) -> tuple[Any, Any]:
-    """Pad a batch as mlx-lm's iterate_batches does: (tokens, [[offset, length], ...])."""
+    """Pad a batch (lengths rounded up to PAD_TO + 1, capped at `max_seq_length`):
+    (tokens, trained) where trained[b, t] is 1.0 for a trained token, 0.0 for the rest
+    (prompt, other turns, padding)."""
     import mlx.core as mx
 
     lengths = [min(len(e.tokens), max_seq_length) for e in examples]
     width = min(1 + PAD_TO * ((max(lengths) + PAD_TO - 1) // PAD_TO), max_seq_length)
     batch = np.zeros((len(examples), width), np.int32)
+    trained = np.zeros((len(examples), width), np.float32)
     for row, (e, n) in enumerate(zip(examples, lengths, strict=True)):
         batch[row, :n] = e.tokens[:n]
-    spans = [[e.offset, n] for e, n in zip(examples, lengths, strict=True)]
-    return mx.array(batch), mx.array(spans)
+        trained[row, :n] = e.mask[:n]
+    return mx.array(batch), mx.array(trained)
 
 
 def validation_batches(

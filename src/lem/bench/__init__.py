@@ -1,17 +1,42 @@
-"""The benchmark registry: one module per benchmark (data, prompt format, token limit).
+"""The benchmark registry: one module per benchmark, each a whole definition (data, prompt
+or choices, scorers, headline metrics; see `lem.bench.definition`).
 
-`get_benchmark(name)` returns a `Benchmark`; `lem.bench.runner.run_bench` generates the
-answers; the scorers in `lem.judge` and `lem score` read them.
+`get_benchmark(name)` returns a `Benchmark`; `lem.bench.runner.run_bench` answers it,
+`lem.score` scores it, `lem.report` summarises it.
 """
 
 from __future__ import annotations
 
-from lem.bench import do_not_answer, ethics, gsm8k, toxigen, truthfulqa
-from lem.bench.data import Benchmark, HubSource, Selection, item_id, load_items
+from lem.bench import (
+    do_not_answer,
+    ethics,
+    gsm8k,
+    harmbench,
+    strongreject,
+    toxigen,
+    toxigen_cls,
+    truthfulqa,
+    truthfulqa_mc,
+    xstest,
+)
+from lem.bench.data import Selection, item_id, load_items
+from lem.bench.definition import Benchmark, Choices, Headline, HubSource
 from lem.errors import LemError
 
 BENCHMARKS: dict[str, Benchmark] = {
-    m.BENCHMARK.name: m.BENCHMARK for m in (gsm8k, truthfulqa, do_not_answer, toxigen, ethics)
+    m.BENCHMARK.name: m.BENCHMARK
+    for m in (
+        gsm8k,
+        truthfulqa_mc,
+        truthfulqa,
+        toxigen_cls,
+        toxigen,
+        xstest,
+        harmbench,
+        strongreject,
+        do_not_answer,
+        ethics,
+    )
 }
 
 
@@ -25,6 +50,8 @@ def get_benchmark(name: str) -> Benchmark:
 __all__ = [
     "BENCHMARKS",
     "Benchmark",
+    "Choices",
+    "Headline",
     "HubSource",
     "Selection",
     "get_benchmark",

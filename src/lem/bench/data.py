@@ -1,7 +1,8 @@
-"""Benchmark items: the `Benchmark` record, reading data files or the hub, seeded subsets.
+"""Benchmark items: reading shipped files, data files or the hub, and seeded subsets.
 
-Every benchmark turns raw rows (a JSONL, CSV or Parquet file, the hub split, or a file
-shipped with lem) into items with an `id` and its own normalised fields. Ids come from
+Every benchmark turns raw rows (the files shipped with lem, a JSONL, CSV or Parquet file
+in the benchmark authors' own layout, or the hub split) into items with an `id` and its
+own normalised fields. Ids come from
 the row's `id` when it has one; otherwise they are `<benchmark>-<12 hex of the SHA-256
 of the question or prompt text>`, so the same question has the same id in the hub split,
 in a LEM reference file or in a hand-made subset, and results join to items by id
@@ -12,14 +13,19 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
-from collections.abc import Callable
+import socket
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lem.errors import LemError
-from lem.store import iter_jsonl, sha256_file
+from lem.store import iter_jsonl, read_text, sha256_json
+
+if TYPE_CHECKING:
+    from lem.bench.definition import Benchmark
 
 FORMATS = (".jsonl", ".csv", ".parquet")
 
@@ -29,46 +35,14 @@ class MissingField(Exception):
 
 
 @dataclass(frozen=True)
-class HubSource:
-    """Where a benchmark lives on the Hugging Face hub."""
-
-    id: str
-    config: str | None
-    split: str
-    gated: bool = False
-
-    def describe(self) -> str:
-        return f"{self.id}" + (f" ({self.config})" if self.config else "") + f" [{self.split}]"
-
-
-@dataclass(frozen=True)
 class Selection:
     """The items chosen for a run, and where they came from."""
 
     items: list[dict]
-    source: str  # a file path or a hub id
-    source_sha256: str | None  # of the data file; None for hub data
+    source: str  # a file or directory path, "shipped: <files>", or a hub id
+    source_sha256: str | None  # of the data file(s); None for hub data
     total: int  # items in the source before the subset was drawn
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """One benchmark: its data, how an item becomes a prompt, and its generation limit."""
-
-    name: str
-    fields: tuple[str, ...]  # normalised item fields (besides `id`)
-    layout: str  # the fields a data row needs, for error messages
-    key_field: str  # the text a derived id is hashed from
-    max_tokens: int
-    parse: Callable[[dict], dict]  # raw row -> normalised fields; MissingField / ValueError
-    prompt: Callable[[dict], str]  # item -> the user message
-    hub: HubSource | None = None
-    default_data: Callable[[], Path] | None = None  # shipped data used when no file is given
-    prompt_version: int = 1  # bump when `prompt` wording changes: it is part of gen_config
-
-    def load(self, data: Path | None = None, limit: int | None = None, seed: int = 0) -> list[dict]:
-        """The items of a run: from `data`, else shipped data, else the hub; a seeded subset."""
-        return load_items(self, data, limit, seed).items
+    excluded: dict[str, int] = dataclass_field(default_factory=dict)  # reason -> items left out
 
 
 def item_id(benchmark: str, text: str) -> str:
@@ -114,18 +88,17 @@ def read_rows(path: Path) -> list[tuple[str, dict]]:
 
 
 def _read_csv(path: Path) -> list[tuple[str, dict]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = []
-        try:
-            for row in reader:
-                if None in row:  # more cells than headers
-                    raise LemError(f"{path}:{reader.line_num}: more cells than header columns")
-                rows.append((f"{path}:{reader.line_num}", {_key(k): v for k, v in row.items()}))
-        except csv.Error as e:
-            raise LemError(f"{path}:{reader.line_num}: not valid CSV ({e})")
-        except UnicodeDecodeError:
-            raise LemError(f"{path}: not UTF-8 text; save the CSV as UTF-8")
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    rows = []
+    try:
+        for row in reader:
+            if None in row:  # more cells than headers
+                raise LemError(f"{path}:{reader.line_num}: more cells than header columns")
+            rows.append((f"{path}:{reader.line_num}", {_key(k): v for k, v in row.items()}))
+    except csv.Error as e:
+        raise LemError(f"{path}:{reader.line_num}: not valid CSV ({e})")
+    if reader.fieldnames is None:
+        raise LemError(f"{path}: empty CSV (no header row)")
     return rows
 
 
@@ -143,26 +116,49 @@ def _read_parquet(path: Path) -> list[tuple[str, dict]]:
     ]
 
 
+HUB_HOST = ("huggingface.co", 443)
+
+
+def hub_offline() -> bool:
+    """True when the hub cannot be reached (checked once, in about a second at most).
+
+    The hub libraries retry a dead connection for tens of seconds, printing a warning
+    each time; lem checks first and, offline, tells them to use their cache only.
+    """
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return True
+    try:
+        with socket.create_connection(HUB_HOST, timeout=1.5):
+            return False
+    except OSError:
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+            os.environ[name] = "1"
+        return True
+
+
 def hub_rows(bench: Benchmark) -> list[tuple[str, dict]]:
     """The benchmark's hub split through `datasets` (cached by it); one-line errors offline."""
     hub = bench.hub
     if hub is None:
-        raise LemError(f"{bench.name}: no hub dataset; pass --data FILE")
+        raise LemError(f"{bench.name}: no shipped data and no hub dataset; pass --data FILE")
     token = _hub_token()
     if hub.gated and token is None:
         raise LemError(
             f"{bench.name}: the hub dataset {hub.id} is gated: accept its terms at "
             f"https://huggingface.co/datasets/{hub.id} and set HF_TOKEN, or pass --data FILE"
         )
+    offline = hub_offline()
     try:
         import datasets
 
+        datasets.logging.set_verbosity_error()
         rows = datasets.load_dataset(hub.id, hub.config, split=hub.split, token=token)
     except Exception as e:  # network, auth and cache errors come in many types: report them
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        where = "the hub is not reachable and it is not cached" if offline else reason[:200]
         raise LemError(
-            f"{bench.name}: could not load {hub.describe()} from the hub ({reason[:200]}); "
-            f"offline, pass --data FILE (JSONL, CSV or Parquet with {bench.layout})"
+            f"{bench.name}: could not load {hub.describe()} ({where}); "
+            f"pass --data FILE (JSONL, CSV or Parquet with {bench.layout})"
         ) from None
     return [
         (f"{hub.id} row {n}", {_key(k): v for k, v in r.items()}) for n, r in enumerate(rows, 1)
@@ -225,18 +221,53 @@ def select(items: list[dict], limit: int | None, seed: int) -> list[dict]:
     return [item for item in items if item["id"] in chosen]
 
 
+def read_files(bench: Benchmark, paths: list[Path]) -> list[tuple[str, dict]]:
+    """Rows of the given files (or a directory, for benchmarks whose reader takes one)."""
+    if bench.read_shipped is not None:
+        return bench.read_shipped(paths)
+    rows = []
+    for path in paths:
+        if Path(path).is_dir():
+            raise LemError(f"{path}: is a directory; {bench.name} reads a data file")
+        rows += read_rows(path)
+    return rows
+
+
+def files_sha256(paths: list[Path]) -> str:
+    """One file's SHA-256, or a hash over several files' names and hashes."""
+    from lem.store import sha256_tree
+
+    if len(paths) == 1:
+        return sha256_tree(paths[0])
+    return sha256_json({Path(p).name: sha256_tree(p) for p in paths})
+
+
 def load_items(
     bench: Benchmark, data: Path | None, limit: int | None = None, seed: int = 0
 ) -> Selection:
     """The items of a run and their source: a data file, shipped data, or the hub."""
-    if data is None and bench.default_data is not None:
-        data = bench.default_data()
     if data is not None:
         data = Path(data)
-        rows, source, digest = read_rows(data), str(data), sha256_file(data)
+        if not data.exists():
+            raise LemError(f"{data}: data file not found")
+        rows, source, digest = read_files(bench, [data]), str(data), files_sha256([data])
+    elif bench.shipped is not None:
+        paths = bench.shipped()
+        names = ", ".join(p.name for p in paths)
+        rows, source, digest = read_files(bench, paths), f"shipped: {names}", files_sha256(paths)
     else:
         rows, source, digest = hub_rows(bench), bench.hub.describe(), None
     items = to_items(bench, rows)
+    excluded: dict[str, int] = {}
+    if bench.exclude is not None:
+        kept = []
+        for item in items:
+            why = bench.exclude(item)
+            if why is None:
+                kept.append(item)
+            else:
+                excluded[why] = excluded.get(why, 0) + 1
+        items = kept
     if not items:
         raise LemError(f"{source}: no {bench.name} items in it")
-    return Selection(select(items, limit, seed), source, digest, len(items))
+    return Selection(select(items, limit, seed), source, digest, len(items), excluded)

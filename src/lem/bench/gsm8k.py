@@ -6,7 +6,15 @@ answer with `#### <number>`; LEM reference files carry `correct_answer`.
 The extractor reads a model's final number from the forms models actually write, in
 this order: `#### n` (the format the prompt asks for), `\\boxed{n}`, "the (final) answer
 is n" / "Final Answer: n", else the last number in the text. Each extraction records the
-rule that fired; `extract_strict` accepts only `#### n`.
+rule that fired; `extract_strict` accepts only `#### n`. A marker's number is read from
+its own statement only (up to the end of the sentence or line), so `#### 18. Check: 18
+= 2 * 9` reads 18; a negated answer ("the answer is not 12, it is 18") reads the number
+that is asserted; `2*9` is a product, not the number 29 (only Markdown emphasis `*` is
+removed).
+
+Data: the 1,319 test problems shipped with lem (`data/benchmarks/gsm8k/test.jsonl`, the
+authors' JSONL: `question`, `answer` ending `#### <number>`), a file in that layout or a
+LEM reference file (`correct_answer`) through --data, or the hub split.
 """
 
 from __future__ import annotations
@@ -14,8 +22,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
-from lem.bench.data import Benchmark, HubSource, field, required_text
+from lem.bench.data import field, required_text
+from lem.bench.definition import Benchmark, Headline, HubSource, shipped_dir
+from lem.bench.scorers import ExactScorer
 
 # A number as written in an answer: optional minus (ASCII or Unicode), optional dollar
 # sign (also LaTeX's \$), thousands commas only in groups of three, optional decimals.
@@ -30,6 +41,13 @@ _ANSWER_IS = re.compile(
     r"\b(?:final\s+)?answer\s*(?:is|=|:)\s*:?(?:\s+(?:therefore|thus|then|simply|just))?([^\n]*)",
     re.IGNORECASE,
 )
+# The end of a statement: a sentence stop (not a decimal point) or a line break.
+_STATEMENT_END = re.compile(r"(?<!\d)[.!?;](?!\d)|\.(?=\s|$)|\n")
+# "not 12, it is 18" / "not 12 but 18": the negated number is not the answer.
+_NEGATED = re.compile(r"^\s*not\s+[^,;]*?(?:,|;|\bbut\b)\s*(?:it\s+is|it's|rather)?", re.I)
+# Markdown emphasis: `**`, `__`, and a single `*` hugging a word on one side only
+# (`*18*`); `2*9` and `2 * 9` stay products.
+_EMPHASIS = re.compile(r"\*\*|__|(?<![\w*])\*(?=\S)|(?<=\S)\*(?![\w*])")
 
 
 @dataclass(frozen=True)
@@ -53,17 +71,26 @@ def _numbers(fragment: str) -> list[str]:
     return [canonical(m["num"], bool(m["neg"])) for m in _NUMBER.finditer(fragment)]
 
 
+def _statement(fragment: str) -> str:
+    """The fragment up to the end of its first statement (sentence or line)."""
+    end = _STATEMENT_END.search(fragment)
+    return fragment[: end.start()] if end else fragment
+
+
 def _number_in(fragment: str) -> str | None:
-    """The number a short answer fragment states: after its last "=", else its first."""
-    if "=" in fragment:
-        fragment = fragment.rsplit("=", 1)[1]
-    found = _numbers(fragment)
+    """The number a short answer fragment states: in its first statement, after a negated
+    clause, after its last "=" (a worked `2 * 9 = 18`), else its first number."""
+    fragment = _NEGATED.sub("", fragment, count=1)
+    statement = _statement(fragment.lstrip(" \t:"))
+    if "=" in statement:
+        statement = statement.rsplit("=", 1)[1]
+    found = _numbers(statement)
     return found[0] if found else None
 
 
 def _clean(text: str) -> str:
-    # Markdown bold and LaTeX's "1{,}234" hide numbers from the patterns.
-    return text.replace("*", "").replace("{,}", ",").replace("\u2212", "-")
+    # Markdown emphasis and LaTeX's "1{,}234" hide numbers from the patterns.
+    return _EMPHASIS.sub("", text).replace("{,}", ",").replace("\u2212", "-")
 
 
 def _boxed_contents(text: str) -> list[str]:
@@ -77,6 +104,14 @@ def _boxed_contents(text: str) -> list[str]:
                 found.append(text[start:i])
                 break
     return found
+
+
+def _boxed_number(content: str) -> str | None:
+    """A boxed answer is a whole statement: after its last "=", else its first number."""
+    if "=" in content:
+        content = content.rsplit("=", 1)[1]
+    found = _numbers(content)
+    return found[0] if found else None
 
 
 def extract_strict(text: str) -> Extraction:
@@ -95,7 +130,7 @@ def extract_answer(text: str) -> Extraction:
         return strict
     clean = _clean(text)
     for content in reversed(_boxed_contents(clean)):
-        value = _number_in(content)
+        value = _boxed_number(content)
         if value is not None:
             return Extraction(value, "boxed")
     for tail in reversed(_ANSWER_IS.findall(clean)):
@@ -142,16 +177,28 @@ def prompt(item: dict) -> str:
     )
 
 
+# Every helper whose code decides a score: their source is part of the scorer's version.
+EXTRACTOR_PARTS = (_numbers, _statement, _number_in, _clean, _boxed_contents, _boxed_number)
+
+
+def shipped() -> list[Path]:
+    return [shipped_dir("gsm8k") / "test.jsonl"]
+
+
 BENCHMARK = Benchmark(
     name="gsm8k",
+    title="GSM8K",
     fields=("question", "answer"),
     layout="question and answer (or correct_answer)",
     key_field="question",
+    parse=parse,
+    prompt=prompt,
     # The reference capped answers at 512 tokens and ~40% hit the cap: worked solutions
     # from 1-30B chat models run 150-600 tokens, so 512 cut real working, not only loops.
     # 1024 keeps normal solutions whole; what still hits it is a loop (finish_reason says so).
     max_tokens=1024,
-    parse=parse,
-    prompt=prompt,
+    scorers=(ExactScorer("gsm8k"),),
+    headline=(Headline("accuracy", "GSM8K accuracy", True),),
+    shipped=shipped,
     hub=HubSource("openai/gsm8k", "main", "test"),
 )

@@ -1,16 +1,18 @@
-"""`lem bench`: generate every benchmark's answers for each model, batched and resumable.
+"""`lem bench`: every benchmark's answers for each model, batched and resumable.
 
-Models are loaded one at a time and released before the next. Each answer is appended
-to `OUT/<benchmark>_<model>.jsonl` as soon as it finishes (fsync per line), so a killed
-run loses at most the answers in flight, and a re-run skips the ids already there.
-Every line carries `gen_config`, the hash of everything that shaped the generation; a
-re-run whose config differs is refused before any model is loaded, so old and new
-answers are never mixed.
+A benchmark is answered the way its definition says: `generate` (a chat answer per
+item, batched) or `loglik` (the summed log-probability of each choice, batched, the
+shared context computed once). Models are loaded one at a time and released before the
+next. Each result is appended to `OUT/<benchmark>_<model>.jsonl` as soon as it is done
+(fsync per line), so a killed run loses at most the results in flight, and a re-run
+skips the ids already there. Every line carries `gen_config`, the hash of everything
+that shaped it; a re-run whose config differs is refused before any model is loaded, so
+old and new results are never mixed. OUT is locked while a run writes it.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +21,20 @@ from typing import Any, TextIO
 
 from lem import __version__
 from lem.bench import get_benchmark
-from lem.bench.data import Benchmark, Selection, load_items
+from lem.bench.data import Selection, load_items
+from lem.bench.definition import Benchmark
+from lem.config import setting
 from lem.errors import LemError
-from lem.store import MANIFEST, JsonlAppender, Manifest, read_done, sha256_json, sha256_tree
+from lem.models import ModelRef, parse_model_ref
+from lem.store import (
+    JsonlAppender,
+    Manifest,
+    locked,
+    read_done,
+    read_manifest,
+    sha256_json,
+    sha256_tree,
+)
 
 # Base models (no chat template) get a plain completion. They do not stop by themselves
 # at the end of an answer, so the answer is cut where the model starts a new "Question:".
@@ -41,13 +54,23 @@ class BenchSettings:
     benchmarks: list[str] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)  # name -> MODEL[:adapter=DIR]
     data: dict[str, str] = field(default_factory=dict)  # benchmark -> data file
-    limit: int | None = None  # a seeded random subset of this many items; None: all
-    seed: int = 0  # picks the subset; seeds sampling when temperature > 0
-    out: Path = Path("results")
-    temperature: float = 0.0  # greedy
-    max_tokens: int | None = None  # None: each benchmark's own limit
-    batch_size: int = 32
-    overwrite: bool = False  # replace results made with a different generation config
+    limit: int | None = setting(
+        None, "A seeded random subset of N items per benchmark", min=1, shown="all"
+    )
+    limits: dict[str, int] = field(default_factory=dict)  # benchmark -> its own subset size
+    seed: int = setting(0, "Subset seed; also seeds sampling when T > 0", min=0)
+    out: Path = setting(Path("results"), "Results directory")
+    temperature: float = setting(0.0, "Sampling temperature (0: greedy)", min=0)
+    max_tokens: int | None = setting(
+        None, "Answer cap for every benchmark", min=1, shown="each its own"
+    )
+    full_answers: bool = setting(
+        False, "Full-length answers for refusal-scored benchmarks (for a judge to read)"
+    )
+    batch_size: int = setting(32, "Answers (or choices) computed together", min=1)
+    overwrite: bool = setting(
+        False, "Replace results made with a different config instead of refusing"
+    )
 
 
 @dataclass(frozen=True)
@@ -55,7 +78,7 @@ class ModelSpec:
     """A model to benchmark: its short name (used in file names), model, optional adapter."""
 
     name: str
-    model: str
+    model: ModelRef
     adapter: str | None = None
 
 
@@ -70,11 +93,23 @@ class Pair:
     config_hash: str
     path: Path
     done: dict[str, dict]  # id -> result line, for the selected ids already in the file
-    replace: bool = False  # the file holds another config's answers: start it afresh
+    replace: bool = False  # `path` holds another config's results: write aside, then swap
 
     @property
     def todo(self) -> list[dict]:
         return [item for item in self.selection.items if item["id"] not in self.done]
+
+    @property
+    def target(self) -> Path:
+        """Where new results are appended: the results file, or, when it holds another
+        config's results (--overwrite), a file beside it swapped in once complete."""
+        return self.path.with_name(f".{self.path.name}.new") if self.replace else self.path
+
+    def finish(self) -> None:
+        """Swap a completed replacement into place (the old results stay until then)."""
+        if self.replace and not self.todo:
+            os.replace(self.target, self.path)
+            self.replace = False
 
     @property
     def key(self) -> str:
@@ -91,7 +126,8 @@ class PairReport:
     items: int
     generated: int  # answers made by this run
     hit_cap: int  # answers among the selected items that stopped at max_tokens
-    max_tokens: int
+    max_tokens: int | None  # None for a log-likelihood benchmark
+    excluded: dict[str, int] = field(default_factory=dict)  # reason -> items left out
 
 
 def parse_model(name: str, spec: str) -> ModelSpec:
@@ -101,11 +137,16 @@ def parse_model(name: str, spec: str) -> ModelSpec:
     model, _, adapter = spec.partition(ADAPTER)
     if not model or (spec.find(ADAPTER) >= 0 and not adapter):
         raise LemError(f"--model {name}={spec}: expected NAME=MODEL or NAME=MODEL:adapter=DIR")
-    if model.startswith(("gemini/", "openai/")):
+    try:
+        ref = parse_model_ref(model)
+    except LemError as e:
+        raise LemError(f"--model {name}: {e}")
+    if ref.provider != "mlx":
         raise LemError(
-            f"--model {name}={spec}: lem bench runs local MLX models (a directory or hub id)"
+            f"--model {name}={spec}: lem bench runs local MLX models (a directory, hub id or "
+            "pypi:<name>), not API or served models"
         )
-    return ModelSpec(name, model, adapter or None)
+    return ModelSpec(name, ref, adapter or None)
 
 
 def prompt_format(model_path: Path) -> dict:
@@ -120,10 +161,10 @@ def prompt_format(model_path: Path) -> dict:
 
 def model_identity(spec: ModelSpec) -> dict:
     """The model and adapter as they shape answers: spec, content hashes, prompt format."""
-    from lem.models import on_cpu, resolve_model_path
+    from lem.models import on_cpu
 
-    path = resolve_model_path(spec.model)
-    identity: dict[str, Any] = {"model": spec.model, "model_sha256": sha256_tree(path)}
+    path = spec.model.path()
+    identity: dict[str, Any] = {"model": spec.model.name, "model_sha256": sha256_tree(path)}
     if spec.adapter is not None:
         adapter = Path(spec.adapter)
         if not (adapter / "adapter_config.json").is_file():
@@ -134,18 +175,32 @@ def model_identity(spec: ModelSpec) -> dict:
     return identity
 
 
+def answer_cap(bench: Benchmark, settings: BenchSettings) -> int:
+    """The token cap for a generated answer: --max-tokens, else the benchmark's own."""
+    if settings.max_tokens is not None:
+        return settings.max_tokens
+    if settings.full_answers and bench.full_max_tokens is not None:
+        return bench.full_max_tokens
+    return bench.max_tokens
+
+
 def gen_config(bench: Benchmark, identity: dict, settings: BenchSettings) -> dict:
-    """Everything that shaped a benchmark's answers for one model."""
-    return {
+    """Everything that shaped a benchmark's results for one model."""
+    config = {
         "benchmark": bench.name,
+        "answer": bench.answer,
         "prompt_version": bench.prompt_version,
         **identity,
-        "max_tokens": settings.max_tokens if settings.max_tokens is not None else bench.max_tokens,
+        "lem": __version__,
+    }
+    if bench.answer == "loglik":
+        return config  # deterministic: no cap, no sampling
+    return config | {
+        "max_tokens": answer_cap(bench, settings),
         "temperature": settings.temperature,
         # Greedy answers do not depend on the seed; a new subset seed must not look like
         # a new generation config.
         "seed": settings.seed if settings.temperature > 0 else None,
-        "lem": __version__,
     }
 
 
@@ -171,33 +226,35 @@ def plan_pair(
             f"({_changes(old, config)}); use a new --out DIR, or --overwrite to replace them"
         )
     chosen = {item["id"] for item in selection.items}
-    done = {} if stale else {i: r for i, r in done.items() if i in chosen}
-    return Pair(bench, spec, selection, config, config_hash, path, done, replace=bool(stale))
-
-
-def _read_manifest(out: Path) -> dict:
-    """OUT/manifest.json ({} when there is none yet)."""
-    path = out / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise LemError(f"{path}: not valid JSON ({e.msg}); restore or delete it")
+    pair = Pair(bench, spec, selection, config, config_hash, path, {}, replace=bool(stale))
+    if pair.replace:  # resume an earlier --overwrite's replacement, if it is this config's
+        done = read_done(pair.target)
+        if any(r.get("gen_config") != config_hash for r in done.values()):
+            pair.target.unlink()
+            done = {}
+    pair.done = {i: r for i, r in done.items() if i in chosen}
+    return pair
 
 
 def _recorded_configs(out: Path) -> dict[str, dict]:
     """gen_config hash -> full config, from the runs recorded in OUT/manifest.json."""
-    runs = _read_manifest(out).get("runs", {})
+    runs = read_manifest(out, "bench").get("runs", {})
     return {r["gen_config"]: r["config"] for r in runs.values()}
 
 
-def _encode(loaded: Any, fmt: dict, text: str) -> list[int]:
+def _messages(prompt: str | list[dict]) -> list[dict]:
+    return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+
+
+def _encode(loaded: Any, fmt: dict, prompt: str | list[dict]) -> list[int]:
+    """A prompt (text, or a multi-turn chat) as token ids in the model's prompt format."""
     from lem.generation import encode_chat, encode_text
 
     if fmt["kind"] == "chat":
-        return encode_chat(loaded, [{"role": "user", "content": text}])
-    return encode_text(loaded, fmt["template"].format(prompt=text))
+        return encode_chat(loaded, _messages(prompt))
+    if isinstance(prompt, list):  # a base model reads a conversation as a transcript
+        prompt = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
+    return encode_text(loaded, fmt["template"].format(prompt=prompt))
 
 
 def _response(fmt: dict, text: str, finish_reason: str) -> tuple[str, str]:
@@ -209,23 +266,63 @@ def _response(fmt: dict, text: str, finish_reason: str) -> tuple[str, str]:
     return text.strip(), finish_reason
 
 
+def answer_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: TextIO | None) -> int:
+    """Compute the missing results of one pair the way its benchmark is answered."""
+    if not pair.todo:
+        return 0
+    if pair.bench.answer == "loglik":
+        return loglik_pair(pair, loaded, settings, stream)
+    return generate_pair(pair, loaded, settings, stream)
+
+
+def loglik_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: TextIO | None) -> int:
+    """Score every choice of the missing items by log-likelihood, appending each item."""
+    import time
+
+    from lem.loglik import Request, continuation_logprobs
+    from lem.progress import Progress
+
+    todo = pair.todo
+    choices = [pair.bench.choices(item) for item in todo]
+    total = len(pair.selection.items)
+    progress = Progress(f"{pair.spec.name} {pair.bench.name}", total, total - len(todo), stream)
+    start = time.perf_counter()
+    with JsonlAppender(pair.target) as out:
+
+        def on_result(i: int, logprobs: list[float]) -> None:
+            record = {
+                "id": todo[i]["id"],
+                "benchmark": pair.bench.name,
+                "model": pair.spec.name,
+                "prompt": choices[i].context,
+                "continuations": list(choices[i].continuations),
+                "logprobs": [round(x, 6) for x in logprobs],
+                "seconds": round(time.perf_counter() - start, 3),
+                "gen_config": pair.config_hash,
+            }
+            out.write(record)
+            pair.done[record["id"]] = record
+            progress.update(1)
+
+        requests = [Request(c.context, c.continuations) for c in choices]
+        continuation_logprobs(loaded, requests, settings.batch_size, on_result=on_result)
+    progress.close()
+    return len(todo)
+
+
 def generate_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: TextIO | None) -> int:
     """Generate the missing answers of one pair, appending each as it finishes."""
     from lem.generation import generate_batch
     from lem.progress import Progress
 
     todo = pair.todo
-    if not todo:
-        return 0
-    if pair.replace:  # --overwrite: only now, when this pair's new answers are about to come
-        pair.path.unlink()
     fmt = pair.config["prompt_format"]
     prompts = [pair.bench.prompt(item) for item in todo]
     total = len(pair.selection.items)
     progress = Progress(f"{pair.spec.name} {pair.bench.name}", total, total - len(todo), stream)
     capped = 0
 
-    with JsonlAppender(pair.path) as out:
+    with JsonlAppender(pair.target) as out:
 
         def on_result(i: int, g: Any) -> None:
             nonlocal capped
@@ -269,7 +366,8 @@ def report(pair: Pair, generated: int) -> PairReport:
         len(pair.selection.items),
         generated,
         hit_cap,
-        pair.config["max_tokens"],
+        pair.config.get("max_tokens"),
+        dict(pair.selection.excluded),
     )
 
 
@@ -277,7 +375,7 @@ def write_manifest(out: Path, settings: BenchSettings, pairs: list[Pair]) -> Pat
     """Record this run's pairs in OUT/manifest.json, keeping earlier runs' other pairs."""
     from lem.config import to_dict
 
-    old = _read_manifest(out)
+    old = read_manifest(out, "bench")
     runs = dict(old.get("runs", {}))
     for p in pairs:
         runs[p.key] = {
@@ -288,7 +386,8 @@ def write_manifest(out: Path, settings: BenchSettings, pairs: list[Pair]) -> Pat
             "config": p.config,
             "source": p.selection.source,
             "source_items": p.selection.total,
-            "limit": settings.limit,
+            "limit": limit_for(p.bench, settings),
+            "excluded": p.selection.excluded,
             "seed": settings.seed,
             "ids": [item["id"] for item in p.selection.items],
             "done": len(p.done),
@@ -314,23 +413,29 @@ def write_manifest(out: Path, settings: BenchSettings, pairs: list[Pair]) -> Pat
     return manifest.write(out)
 
 
-def _check_settings(settings: BenchSettings) -> None:
+def check_settings(settings: BenchSettings) -> None:
+    """What the field checks cannot see: names, models and limits that must agree."""
     if not settings.benchmarks:
         raise LemError("give at least one --benchmark")
     if not settings.models:
         raise LemError("give at least one --model NAME=MODEL")
-    for name in ("max_tokens", "batch_size"):
-        value = getattr(settings, name)
-        if value is not None and value < 1:
-            raise LemError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if settings.temperature < 0:
-        raise LemError(f"--temperature must be 0 (greedy) or more, got {settings.temperature}")
-    stage = _read_manifest(settings.out).get("stage", "bench")
-    if stage != "bench":
-        out = settings.out
-        raise LemError(
-            f"{out / MANIFEST}: {out} holds a {stage!r} stage's output; use another --out"
-        )
+    for name in settings.benchmarks:
+        get_benchmark(name)
+    for name, value in settings.limits.items():
+        if name not in settings.benchmarks:
+            raise LemError(f"limits: {name} is not among the benchmarks")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise LemError(f"limits: {name} must be a whole number of at least 1, got {value!r}")
+    unused = set(settings.data) - set(settings.benchmarks)
+    if unused:
+        raise LemError(f"--data names {', '.join(sorted(unused))}, not among the --benchmark(s)")
+    for name, spec in settings.models.items():
+        parse_model(name, spec)
+
+
+def limit_for(bench: Benchmark, settings: BenchSettings) -> int | None:
+    """The subset size of one benchmark: its own in `limits`, else `limit`."""
+    return settings.limits.get(bench.name, settings.limit)
 
 
 def run_bench(
@@ -343,14 +448,17 @@ def run_bench(
     `loader(model, adapter=...)` loads a model (default `lem.models.load_model`); progress
     goes to `stream` (stderr by default).
     """
-    _check_settings(settings)
+    check_settings(settings)
+    with locked(settings.out):
+        return _run(settings, loader, stream)
+
+
+def _run(settings: BenchSettings, loader: Any, stream: TextIO | None) -> list[PairReport]:
+    read_manifest(settings.out, "bench")  # another stage's directory: refuse before any work
     benches = [get_benchmark(name) for name in dict.fromkeys(settings.benchmarks)]
-    unused = set(settings.data) - {b.name for b in benches}
-    if unused:
-        raise LemError(f"--data names {', '.join(sorted(unused))}, not among the --benchmark(s)")
     specs = [parse_model(name, spec) for name, spec in settings.models.items()]
     selections = {
-        b.name: load_items(b, _data_path(settings, b), settings.limit, settings.seed)
+        b.name: load_items(b, _data_path(settings, b), limit_for(b, settings), settings.seed)
         for b in benches
     }
     # Every pair is checked before any model loads: a refused config costs nothing.
@@ -366,6 +474,8 @@ def run_bench(
     reports = []
     for spec, pairs in plans:
         generated = _run_model(spec, pairs, settings, loader, stream)
+        for pair in pairs:
+            pair.finish()  # a replacement completed by an earlier, killed run too
         reports += [report(p, n) for p, n in zip(pairs, generated, strict=True)]
     write_manifest(settings.out, settings, [p for _, pairs in plans for p in pairs])
     return reports
@@ -392,11 +502,12 @@ def _run_model(
 
     from lem.models import load_model
 
-    loaded = (loader or load_model)(spec.model, adapter=spec.adapter)
+    loaded = (loader or load_model)(spec.model.name, adapter=spec.adapter)
     try:
         generated = []
         for pair in pairs:
-            generated.append(generate_pair(pair, loaded, settings, stream))
+            generated.append(answer_pair(pair, loaded, settings, stream))
+            pair.finish()
             write_manifest(settings.out, settings, [pair])
         return generated
     finally:

@@ -6,82 +6,41 @@ from pathlib import Path
 
 import click
 
+from lem.bench.runner import BenchSettings
+from lem.cli.options import config_option, named_values
+from lem.config import cli_options
 from lem.errors import LemError
-
-
-def _pairs(values: tuple[str, ...], option: str) -> dict[str, str] | None:
-    """NAME=VALUE options as a dict (None when the option was not given)."""
-    if not values:
-        return None
-    out: dict[str, str] = {}
-    for value in values:
-        name, sep, rest = value.partition("=")
-        if not sep or not name or not rest:
-            raise LemError(f"{option} {value}: expected NAME=VALUE")
-        if name in out:
-            raise LemError(f"{option} {name}: given twice")
-        out[name] = rest
-    return out
-
-
-def _data(values: tuple[str, ...], benchmarks: list[str]) -> dict[str, str] | None:
-    """`--data FILE` (one benchmark) or `--data NAME=FILE` (per benchmark)."""
-    from lem.bench import BENCHMARKS
-
-    if not values:
-        return None
-    out: dict[str, str] = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if sep and name in BENCHMARKS:
-            out[name] = path
-        elif len(benchmarks) == 1:
-            out[benchmarks[0]] = value
-        else:
-            raise LemError(f"--data {value}: with several benchmarks, write --data NAME=FILE")
-    return out
 
 
 def _list() -> None:
     from lem.bench import BENCHMARKS
 
     for b in BENCHMARKS.values():
-        source = b.hub.describe() if b.hub else "shipped with lem"
-        gated = "  (gated: needs HF_TOKEN)" if b.hub and b.hub.gated else ""
-        click.echo(f"{b.name:<14} max_tokens {b.max_tokens:<5} {source}{gated}")
+        source = "shipped with lem" if b.shipped else b.hub.describe() if b.hub else "--data"
+        how = "log-likelihood" if b.answer == "loglik" else f"max_tokens {b.max_tokens}"
+        scorers = "+".join(s.name for s in b.scorers)
+        click.echo(f"{b.name:<14} {how:<16} {scorers:<16} {source}")
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    help="Experiment file; its [bench] table sets defaults that flags override.",
-)
+@config_option
 @click.option("--benchmark", "-b", "benchmarks", multiple=True, help="Benchmark (repeatable).")
 @click.option(
     "--model",
     "-m",
     "models",
     multiple=True,
-    help="NAME=MODEL or NAME=MODEL:adapter=DIR (repeatable); MODEL is a directory or hub id.",
+    help="NAME=MODEL or NAME=MODEL:adapter=DIR (repeatable); MODEL is a directory, hub id "
+    "or pypi:<name>.",
 )
 @click.option(
-    "--data", multiple=True, help="FILE, or NAME=FILE per benchmark: JSONL, CSV or Parquet."
-)
-@click.option("--limit", type=int, help="A seeded random subset of N items [all].")
-@click.option("--seed", type=int, help="Subset seed; also seeds sampling when T > 0 [0].")
-@click.option("--out", type=click.Path(path_type=Path), help="Results directory [results].")
-@click.option("--temperature", type=float, help="Sampling temperature [0: greedy].")
-@click.option("--max-tokens", type=int, help="Answer cap for every benchmark [each its own].")
-@click.option("--batch-size", type=int, help="Answers generated together [32].")
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    default=None,
-    help="Replace results made with a different generation config instead of refusing.",
+    "--data",
+    multiple=True,
+    help="FILE (one benchmark), or NAME=FILE per benchmark, in the benchmark authors' layout "
+    "[shipped data, else the hub].",
 )
 @click.option("--list", "list_only", is_flag=True, help="List the benchmarks and exit.")
+@cli_options(BenchSettings, skip=("benchmarks", "models", "data", "limits"))
 def bench(
     config_path: Path | None,
     benchmarks: tuple[str, ...],
@@ -90,44 +49,45 @@ def bench(
     list_only: bool,
     **flags,
 ) -> None:
-    """Generate benchmark answers for one or more models, batched and resumable.
+    """Answer benchmarks with one or more models, batched and resumable.
 
     \b
-    Writes OUT/<benchmark>_<model>.jsonl, one answer a line (id, benchmark, model,
-    prompt, response, finish_reason, tokens, seconds, gen_config), and OUT/manifest.json
-    with the item ids, data and model hashes and each pair's full generation config.
-    A re-run skips finished ids; a changed config is refused (new --out, or --overwrite).
-    Data comes from --data, else the hub (through `datasets`); ethics uses lem's
-    shipped evaluation prompts. `lem bench --list` shows each benchmark's source.
-    Chat models get their chat template; models without one get "Question: ...\\nAnswer:".
+    Writes OUT/<benchmark>_<model>.jsonl, one result a line (id, benchmark, model,
+    prompt, response, finish_reason, tokens, seconds, gen_config; or, for a
+    log-likelihood benchmark, continuations and logprobs), and OUT/manifest.json with
+    the item ids, data and model hashes and each pair's full config. A re-run skips
+    finished ids; a changed config is refused (new --out, or --overwrite).
+    `lem bench --list` shows each benchmark, how it is answered and scored, and its data.
     Examples:
-      lem bench -b gsm8k -b truthfulqa --limit 50 --seed 0 \\
-        -m base=models/base -m lek=models/base:adapter=adapters/lek
-      lem bench -b gsm8k --data gsm8k.jsonl -m smol=$(lem model fetch)
+      lem bench -b xstest -b truthfulqa_mc --limit 100 \\
+        -m instruct=pypi:smollm2-135m-instruct -m lek=runs/lek/model
+      lem bench -b gsm8k --data gsm8k_test.jsonl -m base=models/base
     """
-    from lem.bench.runner import BenchSettings, run_bench
-    from lem.config import resolve, section
+    from lem.bench import BENCHMARKS
+    from lem.bench.runner import run_bench
+    from lem.experiment import settings_for
 
     if list_only:
         _list()
         return
-    file_values = section(config_path, "bench")
-    chosen = list(benchmarks) or list(file_values.get("benchmarks", []))
+    given = named_values(data, "--data", BENCHMARKS)
+    if given and "" in given:
+        if len(benchmarks) != 1:
+            raise LemError(f"--data {given['']}: with several benchmarks, write --data NAME=FILE")
+        given[benchmarks[0]] = given.pop("")
     flags |= {
         "benchmarks": list(benchmarks) or None,
-        "models": _pairs(models, "--model"),
-        "data": _data(data, chosen),
+        "models": named_values(models, "--model"),
+        "data": given,
     }
-    settings = resolve(
-        BenchSettings,
-        file_values,
-        flags,
-        where=f"{config_path} [bench]" if config_path else "bench",
-    )
-    reports = run_bench(settings)
-    click.echo(f"{'benchmark':<14} {'model':<12} {'items':>5} {'new':>5}  {'hit cap':<14} results")
+    if flags["models"] and "" in flags["models"]:
+        raise LemError(f"--model {flags['models']['']}: expected NAME=MODEL")
+    reports = run_bench(settings_for("bench", config_path, flags))
+    click.echo(f"{'benchmark':<14} {'model':<12} {'items':>5} {'new':>5}  {'hit cap':<16} results")
     for r in reports:
-        cap = f"{r.hit_cap} ({r.hit_cap / r.items:.0%}) of {r.max_tokens}"
+        cap = f"{r.hit_cap} ({r.hit_cap / r.items:.0%}) of {r.max_tokens}" if r.max_tokens else "-"
         click.echo(
-            f"{r.benchmark:<14} {r.model:<12} {r.items:>5} {r.generated:>5}  {cap:<14} {r.path}"
+            f"{r.benchmark:<14} {r.model:<12} {r.items:>5} {r.generated:>5}  {cap:<16} {r.path}"
         )
+        for why, n in r.excluded.items():
+            click.echo(f"  {r.benchmark}: {n} items left out ({why})")

@@ -6,44 +6,44 @@ from pathlib import Path
 
 import click
 
+from lem.cli.options import config_option
+from lem.config import cli_options
+from lem.report import FORMATS, ReportSettings
+
 
 @click.command()
-@click.argument("scores", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--baseline", help="Model to compare every other model against (paired).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "markdown", "csv", "json", "html"]),
-    default="table",
-    show_default=True,
-)
+@click.argument("scores", nargs=-1, type=click.Path(path_type=Path))
+@config_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--plot", type=click.Path(path_type=Path), help="Also draw the headline as a PNG.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
-@click.option(
-    "--resamples", type=int, default=10_000, show_default=True, help="Bootstrap resamples."
-)
+@cli_options(ReportSettings, skip=("scores",))
 def report(
-    scores: tuple[Path, ...],
-    baseline: str | None,
-    fmt: str,
-    plot: Path | None,
-    seed: int,
-    resamples: int,
+    scores: tuple[Path, ...], config_path: Path | None, fmt: str, plot: Path | None, **flags
 ) -> None:
     """Summarise SCORES files (or directories): means, 95% CIs, n, unscored, paired tests.
 
     \b
-    Example:  lem report scores/ --baseline base --format markdown --plot headline.png
+    Each metric is named with what it measures and which direction is better
+    (over-refusal: lower; refusal of unsafe prompts: higher).
+    Example:  lem report scores/ --baseline instruct --format markdown --plot headline.png
     """
-    from lem.errors import LemError
-    from lem.report import format_rows, load_scores, summarise
+    from lem.experiment import settings_for
+    from lem.report import format_rows, load_scores, skipped_metrics, summarise
     from lem.report import plot as draw
+    from lem.store import check_output_file
 
-    if resamples < 100:
-        raise LemError(f"--resamples {resamples}: use at least 100 (10,000 is the default)")
-    rows = summarise(load_scores(scores), baseline, seed=seed, resamples=resamples)
+    flags["scores"] = [str(p) for p in scores] or None
+    s = settings_for("report", config_path, flags)
+    if not s.scores:
+        raise click.UsageError("give SCORES files or directories, or --config lem.toml")
     if plot is not None:
-        draw(rows, plot, baseline)
-    click.echo(format_rows(rows, fmt, baseline, str(plot) if plot is not None else None))
+        check_output_file(plot, "--plot")
+    rows = summarise(load_scores(s.scores), s.baseline, seed=s.seed, resamples=s.resamples)
+    if plot is not None:
+        draw(rows, plot, s.baseline)
+    text = format_rows(
+        rows, fmt, s.baseline, str(plot) if plot else None, skipped_metrics(s.scores)
+    )
+    click.echo(text)
     if plot is not None:
         click.echo(f"plot: {plot}", err=True)

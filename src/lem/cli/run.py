@@ -16,21 +16,34 @@ import click
     multiple=True,
     help="Re-run this stage even if it is up to date (generate, train, bench, score, report).",
 )
-def run(experiment: Path | None, quick: bool, out: Path | None, force: tuple[str, ...]) -> None:
+@click.option(
+    "--only",
+    multiple=True,
+    help="Run only this stage (repeatable); the others are neither run nor checked for changes.",
+)
+def run(
+    experiment: Path | None,
+    quick: bool,
+    out: Path | None,
+    force: tuple[str, ...],
+    only: tuple[str, ...],
+) -> None:
     """Run the whole pipeline from an experiment file: generate, train, bench, score, report.
 
     \b
     Stages whose inputs and settings are unchanged are skipped; a killed run continues
     where it stopped when you run it again.
-    Examples:  lem run --quick          (SmolLM2 from PyPI, ~10 minutes on a laptop CPU)
+    Examples:  lem run --quick          (SmolLM2 from PyPI, ~15 minutes on a 2-core CPU)
                lem init . && lem run lem.toml
+               lem run lem.toml --only bench   (one stage, with the settings lem run gives it)
     """
     from lem.run import run_experiment
 
     if experiment is not None and quick:
         raise click.UsageError("give an experiment file or --quick, not both")
-    report = run_experiment(experiment, quick=quick, out=out, force=force)
-    click.echo((report.report / "report.txt").read_text().rstrip())
+    report = run_experiment(experiment, quick=quick, out=out, force=force, only=only)
+    if (report.report / "report.txt").is_file() and (not only or "report" in only):
+        click.echo((report.report / "report.txt").read_text().rstrip())
     click.echo(
         f"\nran: {', '.join(report.ran) or 'nothing'}; up to date: "
         f"{', '.join(report.skipped) or 'nothing'}; {report.seconds:.0f}s",
@@ -45,6 +58,6 @@ def run(experiment: Path | None, quick: bool, out: Path | None, force: tuple[str
 @click.option("--force", is_flag=True, help="Replace an existing lem.toml.")
 def init(directory: Path, quick: bool, force: bool) -> None:
     """Write a commented experiment file (lem.toml) into DIRECTORY."""
-    from lem.run import init_experiment
+    from lem.experiment import init_experiment
 
     click.echo(str(init_experiment(directory, quick=quick, force=force)))

@@ -23,7 +23,9 @@ from lem.judge.verdict import (
     new_nonce,
     parse_verdict,
     reask_request,
+    template_version,
 )
+from lem.models import ModelRef
 from lem.progress import Progress
 
 REASKS = 2  # follow-up turns after an unusable reply (HTTP retries are the client's)
@@ -55,9 +57,14 @@ class Verdict:
 
 @dataclass
 class Usage:
-    """Judge calls and tokens of one or more `judge()` runs (cached verdicts cost nothing)."""
+    """Judge calls and tokens of one or more `judge()` runs (cached verdicts cost nothing).
+
+    `calls` counts what the server received, HTTP retries included; `turns` the judge
+    turns lem asked for (a re-ask after an unusable reply is a turn).
+    """
 
     calls: int = 0
+    turns: int = 0
     cached: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -65,7 +72,8 @@ class Usage:
 
     def add(self, result: ChatResult) -> None:
         with self._lock:
-            self.calls += 1
+            self.calls += result.attempts
+            self.turns += 1
             self.prompt_tokens += result.prompt_tokens
             self.completion_tokens += result.completion_tokens
 
@@ -81,13 +89,17 @@ class _Pending:
 
 
 class Judge:
-    """Judges items with one client; `spec` and `base_url` identify it in the cache key."""
+    """Judges items with one client; the model's identity keys the verdict cache.
+
+    The identity is the judge model's content hash for local judges (an `mlx/` directory
+    retrained in place is a new judge; a `serve:` judge on a random port is the same one)
+    and its provider, name and server for API judges.
+    """
 
     def __init__(
         self,
         client: ChatClient,
-        spec: str,
-        base_url: str | None = None,
+        ref: ModelRef,
         cache: VerdictCache | None = None,
         reasks: int = REASKS,
         max_tokens: int = MAX_TOKENS,
@@ -95,8 +107,9 @@ class Judge:
         if reasks < 0:
             raise ValueError("reasks must be >= 0")
         self.client = client
-        self.spec = spec
-        self.base_url = base_url
+        self.ref = ref
+        self.spec = ref.spec
+        self.identity = ref.identity()
         self.cache = cache
         self.reasks = reasks
         self.max_tokens = max_tokens
@@ -109,7 +122,7 @@ class Judge:
         verdicts: list[Verdict | None] = [None] * len(items)
         pending = []
         for i, item in enumerate(items):
-            key = cache_key(self.spec, self.base_url, rubric.version, item.content())
+            key = cache_key(self.identity, rubric.version, template_version(), item.content())
             hit = self.cache.get(key) if self.cache is not None else None
             if hit is not None:
                 verdicts[i] = Verdict("ok", hit.values, raw=hit.raw, cached=True)
@@ -147,7 +160,7 @@ class Judge:
         self.usage.add(result)
         p.turns += 1
         if not result.ok:
-            reason = f"judge error: {result.error or 'no reply'}"
+            reason = f"judge {result.status}: {result.error or 'no reply'}"
             return Verdict("unscored", reason=reason, raw=result.text, attempts=p.turns)
         try:
             values = parse_verdict(result.text, rubric, p.nonce)
@@ -170,35 +183,3 @@ class Judge:
             usage = (result.prompt_tokens, result.completion_tokens)
             self.cache.put(p.key, self.spec, rubric.version, values, result.text, usage)
         return Verdict("ok", values, raw=result.text, attempts=p.turns)
-
-
-# List prices in USD per million (input, output) tokens, mid-2025; used for an estimate only.
-PRICES: dict[str, tuple[float, float]] = {
-    "gemini/gemini-2.0-flash-lite": (0.075, 0.30),
-    "gemini/gemini-2.0-flash": (0.10, 0.40),
-    "gemini/gemini-2.5-flash-lite": (0.10, 0.40),
-    "gemini/gemini-2.5-flash": (0.30, 2.50),
-    "gemini/gemini-2.5-pro": (1.25, 10.00),
-    "openai/gpt-4o-mini": (0.15, 0.60),
-    "openai/gpt-4o": (2.50, 10.00),
-    "openai/gpt-4.1-nano": (0.10, 0.40),
-    "openai/gpt-4.1-mini": (0.40, 1.60),
-    "openai/gpt-4.1": (2.00, 8.00),
-    "openai/gpt-5-nano": (0.05, 0.40),
-    "openai/gpt-5-mini": (0.25, 2.00),
-    "openai/gpt-5": (1.25, 10.00),
-}
-
-
-def estimate_cost(spec: str, base_url: str | None, usage: Usage) -> tuple[float | None, str]:
-    """(USD, note): an estimate from list prices; None when the price is not known."""
-    if spec.startswith("mlx/") or "/" not in spec:
-        return 0.0, "local model"
-    if spec.startswith("openai/") and base_url and "api.openai.com" not in base_url:
-        return None, "unknown price (not the OpenAI API)"
-    matches = [k for k in PRICES if spec == k or spec.startswith(k + "-")]
-    if not matches:
-        return None, f"unknown price for {spec}"
-    price_in, price_out = PRICES[max(matches, key=len)]
-    cost = (usage.prompt_tokens * price_in + usage.completion_tokens * price_out) / 1e6
-    return cost, f"estimate from list prices for {max(matches, key=len)}"

@@ -1,10 +1,11 @@
 """A verdict cache: re-scoring the same content with the same judge and rubric is free.
 
 One SQLite file (default `$LEM_HOME/verdicts.sqlite`, else `~/.cache/lem/`). The key is a
-SHA-256 of the judge's identity, the rubric version and the exact judged content
-(question, references, response), so a changed rubric or a different response misses.
-Only valid verdicts are stored: an unscored one is asked again next time. Nothing secret
-is stored: the judge appears as its spec, and its base URL only inside the key's hash.
+SHA-256 of the judge's identity (a local model's content hash, or an API model's name and
+server), the rubric version, the verdict prompt template's version and the exact judged
+content (question, references, response): a changed rubric, prompt, judge or response
+misses. Only valid verdicts are stored: an unscored one is asked again next time.
+Nothing secret is stored: the judge appears as its spec, its server only inside the hash.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ def default_cache_path() -> Path:
     return lem_home() / "verdicts.sqlite"
 
 
-def cache_key(judge: str, base_url: str | None, rubric_version: str, content: dict) -> str:
-    """The key for one judged item: judge identity, rubric version, exact content."""
+def cache_key(judge: str, rubric_version: str, template_version: str, content: dict) -> str:
+    """The key for one judged item: judge identity, rubric and prompt versions, content."""
     return sha256_json(
-        {"judge": judge, "base_url": base_url or "", "rubric": rubric_version, "content": content}
+        {"judge": judge, "rubric": rubric_version, "template": template_version, "content": content}
     )
 
 

@@ -12,13 +12,16 @@ judge echoes it back; and no verdict is ever picked out of surrounding text.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import secrets
+from functools import lru_cache
 from typing import Any
 
 from lem.clients import ChatRequest
 from lem.judge.rubrics import FRAMING, Rubric
+from lem.store import sha256_json
 
 MAX_TOKENS = 256  # a verdict is a few dozen tokens; room for a chatty judge's fence
 
@@ -170,13 +173,24 @@ def parse_verdict(text: str | None, rubric: Rubric, nonce: str) -> dict[str, flo
     }
 
 
-def _check_value(value: Any, name: str, low: int, high: int, kind: str) -> float | int:
+def _check_value(value: Any, name: str, low: int, high: int, kind: str) -> int:
+    """Every rubric scale is whole numbers (the schema says integer): 7.5 is not a verdict."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise VerdictError(f"{name} is {type(value).__name__}, not a number")
     if not math.isfinite(value) or not low <= value <= high:
         raise VerdictError(f"{name} = {value} is outside {low}-{high}")
-    if kind == "category":
-        if value != int(value):
-            raise VerdictError(f"{name} = {value} is not a whole category number")
-        return int(value)
-    return int(value) if value == int(value) else float(value)
+    if value != int(value):
+        raise VerdictError(f"{name} = {value} is not a whole number")
+    return int(value)
+
+
+@lru_cache(maxsize=1)
+def template_version() -> str:
+    """`verdict@sha8` of the code that turns a rubric and an item into the judge's prompts.
+
+    Part of every cache key: editing how a verdict is asked for re-judges, as editing a
+    rubric's words does (those are in the rubric's own version).
+    """
+    functions = (neutralise, verdict_schema, system_prompt, _render, user_prompt)
+    source = "".join(inspect.getsource(f) for f in (*functions, build_request, reask_request))
+    return f"verdict@{sha256_json(source)[:8]}"

@@ -1,0 +1,120 @@
+"""Multiple-choice log-likelihood scoring: lem's batched shared-prefix path vs one pass per choice.
+
+The same SmolLM2-135M model (loaded once), TruthfulQA-MC-shaped requests (the harness's
+six-question QA primer, then the question; the true and false answers as choices, at
+most --choices of them), side by side in one run: `lem.loglik.continuation_logprobs`
+(primer computed once, each question once, all choices of several questions in one
+forward pass) vs `naive_continuation_logprobs` (one forward pass over context + choice
+per choice, as a plain harness-style loop does). Both must give the same numbers.
+Usage: python perf/loglik.py [--n 24] [--choices 8] [--batch-size 64] [--data FILE]
+--data takes lem's TruthfulQA JSONL layout or the TruthfulQA CSV; the default is lem's
+own sample items, repeated with numbered questions to reach --n.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import lem  # noqa: F401  (before mlx: the CPU fast path)
+
+SAMPLES = Path(lem.__file__).parent / "data" / "samples" / "truthfulqa.jsonl"
+
+
+def read_items(path: Path) -> list[dict]:
+    """TruthfulQA rows as {question, correct_answers, incorrect_answers}, JSONL or CSV."""
+    if path.suffix == ".csv":
+        with path.open(newline="") as f:
+            return [
+                {
+                    "question": r["Question"],
+                    "correct_answers": [a.strip() for a in r["Correct Answers"].split(";")],
+                    "incorrect_answers": [a.strip() for a in r["Incorrect Answers"].split(";")],
+                }
+                for r in csv.DictReader(f)
+            ]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def make_requests(items: list[dict], n: int, most: int):
+    """n MC2-shaped requests (true answers first) and how many of each request's are true."""
+    from lem.loglik import Request, choices, truthfulqa_context
+
+    requests, n_true = [], []
+    for i in range(n):
+        item = items[i % len(items)]
+        question = item["question"] if i < len(items) else f"({i}) {item['question']}"
+        true = [a for a in item["correct_answers"] if a][: most // 2]
+        false = [a for a in item["incorrect_answers"] if a][: most - len(true)]
+        requests.append(Request(truthfulqa_context(question), choices(true + false)))
+        n_true.append(len(true))
+    return requests, n_true
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=24)
+    parser.add_argument("--choices", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--data", type=Path, default=SAMPLES)
+    args = parser.parse_args()
+
+    from lem.fetch import fetch_model
+    from lem.loglik import (
+        continuation_logprobs,
+        encode_request,
+        mc2_true_mass,
+        naive_continuation_logprobs,
+    )
+    from lem.models import load_model
+
+    loaded = load_model(fetch_model())
+    requests, n_true = make_requests(read_items(args.data), args.n, args.choices)
+    naive_continuation_logprobs(loaded, requests[:1])  # kernels built, caches warm
+    continuation_logprobs(loaded, requests[:2], batch_size=args.batch_size)
+
+    batched, lem_s = timed(continuation_logprobs, loaded, requests, batch_size=args.batch_size)
+    naive, naive_s = timed(naive_continuation_logprobs, loaded, requests)
+
+    encoded = [encode_request(loaded.tokenizer, r) for r in requests]
+    n_choices = sum(len(e.continuations) for e in encoded)
+    context = sum(len(e.context) for e in encoded) / len(encoded)
+    answer = sum(len(c) for e in encoded for c in e.continuations) / n_choices
+    diff = [abs(a - b) for ra, rb in zip(batched, naive) for a, b in zip(ra, rb)]
+    mc2 = [
+        abs(mc2_true_mass(a[:k], a[k:]) - mc2_true_mass(b[:k], b[k:]))
+        for a, b, k in zip(batched, naive, n_true)
+    ]
+    same_best = sum(
+        max(range(len(a)), key=a.__getitem__) == max(range(len(b)), key=b.__getitem__)
+        for a, b in zip(batched, naive)
+    )
+    print(
+        f"SmolLM2-135M float32, {len(requests)} TruthfulQA-MC-shaped requests, "
+        f"{n_choices} choices ({n_choices / len(requests):.1f} each), "
+        f"context {context:.0f} tokens, answer {answer:.1f} tokens on average"
+    )
+    print(f"  machine load average at the end: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+    for label, seconds in (
+        (f"lem batched shared-prefix, batch {args.batch_size}", lem_s),
+        ("one forward pass per choice", naive_s),
+    ):
+        print(f"  {label:<40} {seconds:8.2f} s {n_choices / seconds:7.1f} choices/s")
+    print(f"  {'speed-up (same work, wall clock)':<40} {naive_s / lem_s:8.2f}x")
+    print(f"  {'max |log-prob difference|':<40} {max(diff):10.2e}  (mean {sum(diff) / len(diff):.2e})")
+    print(f"  {'max |MC2 difference|':<40} {max(mc2):10.2e}")
+    print(f"  {'same top choice':<40} {same_best:>4}/{len(requests)}")
+
+
+if __name__ == "__main__":
+    main()

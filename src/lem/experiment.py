@@ -1,0 +1,243 @@
+"""The experiment file (`lem.toml`) and the one way its tables become a stage's settings.
+
+`stage_settings(plan, stage, flags)` is used by `lem run` for every stage and by each
+stage command's `--config`, so `lem train --config lem.toml` trains exactly what
+`lem run lem.toml` would train, with any flags given on top. What the file says is
+resolved here once: "base" as a model (the experiment's base), "brief" and "full" as
+the shipped kernels, "serve:base" as a judge served from the base model, relative paths
+against the file's directory, and every stage's output inside the run directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lem.config import read_toml, resolve, setting
+from lem.errors import LemError
+
+STAGES = ("generate", "train", "bench", "score", "report")
+TABLES = ("experiment", "models", *STAGES)
+BASE = "base"  # in [models], teacher and judge: the experiment's base model
+SHIPPED_KERNELS = {"full": "kernel", "brief": "kernel-brief"}  # [generate] kernel = "brief"
+OUTPUTS = {  # each stage's directory inside the run directory
+    "generate": "training",
+    "train": "train",
+    "bench": "results",
+    "score": "scores",
+    "report": "report",
+}
+
+
+@dataclass
+class Experiment:
+    """The `[experiment]` table."""
+
+    name: str = setting("lem", "A name for the experiment")
+    out: Path = setting(Path("lem-run"), "The run directory, relative to the file")
+    base: str | None = setting(None, "The model to fine-tune: a directory, hub id or pypi:<name>")
+    tuned: str = setting("lek", "The fine-tuned variant's name in results and reports")
+
+
+@dataclass
+class Plan:
+    """An experiment file resolved: where things go and what every stage will be given."""
+
+    source: str  # the experiment file, or "quick" for the shipped profile
+    root: Path  # relative paths in the file are relative to this directory
+    experiment: Experiment
+    raw: dict  # the parsed file, for lem.resolved.toml
+    base: str  # the base model spec, relative paths resolved
+    models: dict[str, str]  # [models]: name -> spec ("base" resolved)
+    tables: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return self.root / self.experiment.out
+
+    def stage_out(self, stage: str) -> Path:
+        return self.out / OUTPUTS[stage]
+
+    @property
+    def tuned_model(self) -> Path:
+        return self.stage_out("train") / "model"
+
+
+def shipped_experiment(name: str) -> Path:
+    """A shipped experiment file: "quick" or "default"."""
+    return Path(str(resources.files("lem") / "data" / "experiments" / f"{name}.toml"))
+
+
+def load_plan(path: str | Path | None, quick: bool = False, out: Path | None = None) -> Plan:
+    """Read and check an experiment file (or the shipped quick profile)."""
+    if path is None and not quick:
+        raise LemError(
+            "give an experiment file (lem run lem.toml) or --quick; `lem init` writes one"
+        )
+    file = shipped_experiment("quick") if path is None else Path(path)
+    raw = read_toml(file)
+    source = "quick" if path is None else str(file)
+    unknown = set(raw) - set(TABLES)
+    if unknown:
+        raise LemError(
+            f"{file}: unknown table(s) {', '.join(sorted(unknown))}; known: {', '.join(TABLES)}"
+        )
+    for name in TABLES:
+        if not isinstance(raw.get(name, {}), dict):
+            raise LemError(f"{file}: [{name}] must be a table")
+    root = Path.cwd() if path is None else file.parent
+    experiment = resolve(
+        Experiment, raw.get("experiment", {}), {"out": out}, f"{source} [experiment]"
+    )
+    if experiment.base is None:
+        raise LemError(f"{source} [experiment]: set base = the model to fine-tune")
+    base = local(experiment.base, root)
+    models = {}
+    for name, spec in raw.get("models", {}).items():
+        if name == experiment.tuned:
+            raise LemError(f"{source} [models]: {name!r} is the tuned model's name; pick another")
+        if not isinstance(spec, str):
+            raise LemError(f"{source} [models]: {name} must be a model spec (a string)")
+        models[name] = base if spec == BASE else local(spec, root)
+    tables = {t: dict(raw.get(t, {})) for t in STAGES}
+    for stage, table in tables.items():
+        if "out" in table:
+            raise LemError(
+                f"{source} [{stage}]: out is set by the run directory ([experiment] out); remove it"
+            )
+    return Plan(source, root, experiment, raw, base, models, tables)
+
+
+def local(spec: str, root: Path) -> str:
+    """A relative path in the file is relative to the file; ids and URLs stay as they are."""
+    for prefix in ("mlx/", "serve:"):
+        if spec.startswith(prefix):
+            return prefix + local(spec[len(prefix) :], root)
+    candidate = root / spec
+    return str(candidate) if not Path(spec).is_absolute() and candidate.exists() else spec
+
+
+def _path(value: Any, root: Path) -> Any:
+    return str(root / value) if isinstance(value, str) and not Path(value).is_absolute() else value
+
+
+def _model(spec: str, plan: Plan) -> str:
+    """A teacher or judge spec with "base" (bare, mlx/ or serve:) as the experiment's base."""
+    if spec == BASE:
+        return f"mlx/{plan.base}"
+    if spec == f"serve:{BASE}":
+        return f"serve:{plan.base}"
+    return local(spec, plan.root)
+
+
+# ---------------------------------------------------------------- per-stage tables
+
+
+def _generate(plan: Plan, table: dict) -> dict:
+    from lem.kernel import default_kernel_dir
+
+    if "teacher" in table:
+        table["teacher"] = _model(table["teacher"], plan)
+    if table.get("kernel") in SHIPPED_KERNELS:
+        table["kernel"] = str(default_kernel_dir().parent / SHIPPED_KERNELS[table["kernel"]])
+    for key in ("kernel", "seeds"):
+        if key in table:
+            table[key] = _path(table[key], plan.root)
+    return table | {"out": str(plan.stage_out("generate"))}
+
+
+def _train(plan: Plan, table: dict) -> dict:
+    if "resume_adapter" in table:
+        table["resume_adapter"] = _path(table["resume_adapter"], plan.root)
+    table |= {"model": plan.base, "data": str(plan.stage_out("generate"))}
+    return table | {"out": str(plan.stage_out("train"))}
+
+
+def _bench(plan: Plan, table: dict) -> dict:
+    models = dict(plan.models)
+    models[plan.experiment.tuned] = str(plan.tuned_model)
+    data = table.get("data", {})
+    if not isinstance(data, dict):
+        raise LemError(f"{plan.source} [bench]: data must be a table of benchmark = file")
+    table["data"] = {name: _path(value, plan.root) for name, value in data.items()}
+    return table | {"models": models, "out": str(plan.stage_out("bench"))}
+
+
+def _score(plan: Plan, table: dict) -> dict:
+    if "judge" in table:
+        table["judge"] = _model(table["judge"], plan)
+    if "cache" in table:
+        table["cache"] = _path(table["cache"], plan.root)
+    kernel = _generate(plan, dict(plan.tables["generate"])).get("kernel")
+    if kernel is not None:
+        table.setdefault("kernel", kernel)
+    data = _bench(plan, dict(plan.tables["bench"]))["data"]
+    table |= {"results": [str(plan.stage_out("bench"))], "data": data}
+    return table | {"out": str(plan.stage_out("score"))}
+
+
+def _report(plan: Plan, table: dict) -> dict:
+    return table | {"scores": [str(plan.stage_out("score"))]}
+
+
+def settings_class(stage: str) -> type:
+    """The settings dataclass of a stage."""
+    if stage == "generate":
+        from lem.generate import GenerateSettings
+
+        return GenerateSettings
+    if stage == "train":
+        from lem.train import TrainSettings
+
+        return TrainSettings
+    if stage == "bench":
+        from lem.bench.runner import BenchSettings
+
+        return BenchSettings
+    if stage == "score":
+        from lem.score import ScoreSettings
+
+        return ScoreSettings
+    if stage == "report":
+        from lem.report import ReportSettings
+
+        return ReportSettings
+    raise LemError(f"unknown stage {stage!r}; choose among {', '.join(STAGES)}")
+
+
+TABLE_RESOLVERS: dict[str, Callable[[Plan, dict], dict]] = {
+    "generate": _generate,
+    "train": _train,
+    "bench": _bench,
+    "score": _score,
+    "report": _report,
+}
+
+
+def stage_settings(plan: Plan | None, stage: str, flags: Mapping[str, Any] | None = None) -> Any:
+    """A stage's settings: defaults < the plan's table (resolved as above) < flags."""
+    cls = settings_class(stage)
+    if plan is None:
+        return resolve(cls, {}, flags, where=stage)
+    table = TABLE_RESOLVERS[stage](plan, dict(plan.tables[stage]))
+    return resolve(cls, table, flags, where=f"{plan.source} [{stage}]")
+
+
+def settings_for(stage: str, config: Path | None, flags: Mapping[str, Any]) -> Any:
+    """What a stage command's `--config FILE` and flags give: the same as `lem run`."""
+    return stage_settings(load_plan(config) if config is not None else None, stage, flags)
+
+
+def init_experiment(directory: str | Path, quick: bool = False, force: bool = False) -> Path:
+    """Write a commented lem.toml (the full profile, or the quick one) into `directory`."""
+    from lem.store import atomic_write_text, check_output_dir
+
+    target = Path(directory) / "lem.toml"
+    if target.exists() and not force:
+        raise LemError(f"{target}: already exists; pass --force to replace it")
+    check_output_dir(Path(directory), "DIRECTORY")
+    atomic_write_text(target, shipped_experiment("quick" if quick else "default").read_text())
+    return target
