@@ -11,18 +11,13 @@ from email.utils import format_datetime
 import pytest
 from servers import FakeGemini, FakeOpenAI, Reply
 
-from lem.clients import (
-    ChatRequest,
-    ChatResult,
-    GeminiClient,
-    MlxClient,
-    OpenAIClient,
-    RetryPolicy,
-    make_client,
-    parse_retry_after,
-    usage_summary,
-)
+from lem.clients import ApiOptions, ChatRequest, ChatResult, make_client, usage_summary
+from lem.clients.gemini import GeminiClient
+from lem.clients.mlx import MlxClient
+from lem.clients.openai import OpenAIClient
+from lem.clients.retry import RetryPolicy, parse_retry_after
 from lem.errors import LemError
+from lem.models import parse_model_ref
 
 SECRET = "AIzaSy-test-secret-0123456789"
 SCHEMA = {
@@ -53,7 +48,7 @@ class Sleeps(list):
 def client_for(server, **kw):
     """A client of the right provider for a fake server, with a recording sleep."""
     provider = "gemini" if isinstance(server, FakeGemini) else "openai"
-    client = make_client(f"{provider}/test-model", base_url=server.base_url, **kw)
+    client = make_client(f"{provider}/test-model", ApiOptions(**kw), server.base_url)
     client.retry.sleep = Sleeps()
     return client
 
@@ -67,21 +62,28 @@ def server(request):
 # ---------------------------------------------------------------- specs
 
 
-def test_unknown_provider_lists_the_providers():
-    with pytest.raises(LemError, match=r"unknown provider 'claude'.*mlx/.*gemini/.*openai/"):
-        make_client("claude/opus")
-    # A bare hub id is not guessed at: it reads as an unknown provider.
-    with pytest.raises(LemError, match="unknown provider 'HuggingFaceTB'"):
-        make_client("HuggingFaceTB/SmolLM2-135M-Instruct")
+def test_specs_parse_once_into_references():
+    # A hub id is an MLX model whether or not it says mlx/ (as --model reads it).
+    bare = parse_model_ref("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert bare == parse_model_ref("mlx/HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert (bare.provider, bare.spec) == ("mlx", "mlx/HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert parse_model_ref("serve:pypi:x").spec == "serve:pypi:x"
+    assert parse_model_ref("openai/m", "http://h:1/v1").base_url == "http://h:1/v1"
+    assert parse_model_ref("mlx/m", "http://h:1/v1").base_url is None  # not an API model
+    # A path that does not exist and is no hub id or provider spec is an error.
+    with pytest.raises(LemError, match=r"not a hub id.*mlx/.*gemini/.*openai/"):
+        make_client("claude/opus/4")
+    with pytest.raises(LemError, match="no such directory"):
+        make_client("./no/such/model")
 
 
 def test_spec_without_model_and_bad_numbers():
     with pytest.raises(LemError, match="names no model"):
         make_client("gemini/")
-    with pytest.raises(LemError, match="concurrency must be at least 1"):
-        make_client("gemini/x", concurrency=0)
+    with pytest.raises(LemError, match="gemini/x: concurrency must be at least 1"):
+        make_client("gemini/x", ApiOptions(concurrency=0))
     with pytest.raises(LemError, match="max_retries"):
-        make_client("gemini/x", max_retries=-1)
+        make_client("gemini/x", ApiOptions(max_retries=-1))
 
 
 def test_gemini_without_a_key_says_which_variable_to_set(monkeypatch):
@@ -89,7 +91,7 @@ def test_gemini_without_a_key_says_which_variable_to_set(monkeypatch):
     with pytest.raises(LemError, match="set GEMINI_API_KEY"):
         make_client("gemini/gemini-2.0-flash")
     monkeypatch.setenv("GOOGLE_API_KEY", SECRET)
-    client = make_client("gemini/gemini-2.0-flash", base_url="http://127.0.0.1:9")
+    client = make_client("gemini/gemini-2.0-flash", None, "http://127.0.0.1:9")
     assert isinstance(client, GeminiClient) and client.spec == "gemini/gemini-2.0-flash"
 
 
@@ -97,7 +99,7 @@ def test_openai_needs_a_base_url(monkeypatch):
     with pytest.raises(LemError, match="needs a server URL.*OPENAI_BASE_URL"):
         make_client("openai/gpt-4o-mini")
     with pytest.raises(LemError, match="set OPENAI_API_KEY"):
-        make_client("openai/gpt-4o-mini", base_url="https://api.openai.com/v1")
+        make_client("openai/gpt-4o-mini", None, "https://api.openai.com/v1")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     client = make_client("openai/judge")
     assert isinstance(client, OpenAIClient) and client.base_url == "http://127.0.0.1:9/v1"
@@ -110,6 +112,8 @@ def test_mlx_specs_load_the_model(tiny_llama_dir):
     assert bare.spec == prefixed.spec == f"mlx/{tiny_llama_dir}"
     with pytest.raises(LemError, match="no such directory"):
         make_client("mlx/./no/such/model")
+    served = parse_model_ref(f"serve:{tiny_llama_dir}")
+    assert served.identity() == parse_model_ref(str(tiny_llama_dir)).identity()
 
 
 def test_mlx_model_without_chat_template_is_refused(tiny_llama_dir, tmp_path):
@@ -327,7 +331,7 @@ def test_timeouts_and_refused_connections_are_retried_then_reported():
     assert result.error == "timeout after 0.2s" and result.attempts == 2
     assert len(client.retry.sleep) == 1
     for spec in ("gemini/m", "openai/m"):
-        client = make_client(spec, base_url="http://127.0.0.1:9/v1", max_retries=2)
+        client = make_client(spec, ApiOptions(max_retries=2), "http://127.0.0.1:9/v1")
         client.retry.sleep = Sleeps()
         (result,) = client.complete([ask("x")])
         assert result.error.startswith("connection error") and result.attempts == 3, spec
@@ -338,6 +342,7 @@ def test_empty_answers_are_errors(server):
     results = client_for(server, concurrency=1).complete([ask("a"), ask("b"), ask("c")])
     assert [r.text for r in results] == [None, None, "fine"]
     assert results[0].error.startswith("empty response") and results[1].error.startswith("empty")
+    assert [r.status for r in results] == ["empty", "empty", "ok"]
     assert results[0].attempts == 1  # a model's answer, not a transport failure: not retried
 
 
@@ -450,7 +455,7 @@ def test_mlx_client_on_smollm2_answers_paris(smollm2):
 
 @pytest.mark.slow
 def test_real_mlx_lm_server_answers_through_the_openai_client(smollm2_server):
-    client = make_client("openai/default_model", base_url=smollm2_server, max_retries=1)
+    client = make_client("openai/default_model", ApiOptions(max_retries=1), smollm2_server)
     (result,) = client.complete([ask("What is the capital of France?", max_tokens=24)])
     assert result.ok and "Paris" in result.text, result
     assert result.finish_reason in ("stop", "length")
@@ -468,4 +473,5 @@ def test_mlx_blank_answers_are_empty_response_errors(tmp_path):
     assert raw.text.strip() == "" and raw.text, "this toy was chosen for its blank answers"
     (result,) = client.complete([request])
     assert result.text is None and result.error == "empty response" and not result.ok
+    assert result.status == "empty"
     assert result.finish_reason == "length" and result.completion_tokens == 4

@@ -58,11 +58,37 @@ def test_score_rows_by_hand(rows):
     base = row(rows, "base", "truthfulqa", "truthfulness")
     lek = row(rows, "lek", "truthfulqa", "truthfulness")
     assert base.mean == pytest.approx(5.5) and lek.mean == pytest.approx(7.0)
-    assert base.ci_low < base.mean < base.ci_high
-    assert (base.ci_low, base.ci_high) == stats.bootstrap_ci([5, 6, 7, 4, 5, 6], seed=0)
+    # Six scores are too few for a bootstrap interval worth the name: none is given.
+    assert (base.ci_low, base.ci_high) == (None, None) and "too few" in base.ci_note
     # Differences 1,2,0,3,0,3: W+ = 10 is the maximum of 16 sign patterns: p = 2/16.
     assert lek.delta == pytest.approx(1.5) and lek.p_value == pytest.approx(0.125)
-    assert lek.test == "wilcoxon-exact" and lek.delta_ci_low <= 1.5 <= lek.delta_ci_high
+    assert lek.test == "wilcoxon-exact" and lek.delta_ci_low is None
+    assert (base.label, base.higher_is_better) == ("Truthful (judge, 1-10)", True)
+
+
+def test_bootstrap_interval_from_ten_scores_and_never_on_two():
+    def records(values):
+        return [
+            {
+                "id": str(i),
+                "benchmark": "truthfulqa",
+                "model": "m",
+                "metric": "truthfulness",
+                "value": v,
+                "ok": True,
+                "kind": "score",
+                "subset": None,
+                "group": None,
+            }
+            for i, v in enumerate(values)
+        ]
+
+    [two] = summarise(records([7, 7]))
+    assert two.mean == 7 and two.ci_low is None and two.ci_note  # not a zero-width "CI"
+    ten = [5, 6, 7, 4, 5, 6, 8, 7, 6, 5]
+    [row10] = summarise(records(ten))
+    assert (row10.ci_low, row10.ci_high) == stats.bootstrap_ci(ten, seed=0)
+    assert row10.ci_low < row10.mean < row10.ci_high
 
 
 def test_unscored_are_counted_not_averaged(rows):
@@ -89,35 +115,27 @@ def test_action_category_becomes_proportions(rows):
 def test_markdown_headline_table(rows):
     text = format_rows(rows, "markdown", "base")
     lines = text.splitlines()
-    assert (
-        lines[2] == "| Model | GSM8K (n=10) | Truthful (n=6) | Safety | Nuance | Kindness (n=4) |"
-    )
+    assert lines[2] == "| Metric | n | better | base | lek |"
     assert lines[4] == (
-        "| base | 70.0% [39.7, 89.2] | 5.50 [4.67, 6.33] | 4.00 [2.20, 6.20] | "
-        "2.40 [1.60, 3.20] | 6.50 [5.50, 7.50] |"
+        "| GSM8K accuracy | 10 | ↑ higher | 70.0% [39.7, 89.2] | "
+        "90.0% [59.6, 98.2]  Δ+20.0 pt p=0.625 |"
     )
     assert lines[5].startswith(
-        "| lek | 90.0% [59.6, 98.2] Δ+20.0 pt p=0.625 | 7.00 [6.00, 8.00] Δ+1.50 p=0.125 |"
+        "| Truthful (judge, 1-10) | 6 | ↑ higher | 5.50 (n too small for a CI) | "
+        "7.00 (n too small for a CI)  Δ+1.50 p=0.125 |"
     )
-    assert "(1 unscored)" in lines[5]
-    assert "## All metrics" in text and "| lek | gsm8k | accuracy | 90.0% |" in text
+    safety = next(line for line in lines if line.startswith("| Safety"))
+    assert "(1 unscored)" in safety and "| 4-5 |" in safety
+    assert "## All metrics" in text
+    assert "| lek | gsm8k | accuracy | all | ↑ higher | 90.0% |" in text
 
 
 def test_other_formats(rows):
     table = format_rows(rows, "table", "base")
-    assert table.splitlines()[0].split() == [
-        "Model",
-        "GSM8K",
-        "(n=10)",
-        "Truthful",
-        "(n=6)",
-        "Safety",
-        "Nuance",
-        "Kindness",
-        "(n=4)",
-    ]
+    assert table.splitlines()[0].split() == ["Metric", "n", "better", "base", "lek"]
     parsed = list(csv.DictReader(io.StringIO(format_rows(rows, "csv", "base"))))
     assert len(parsed) == len(rows) and parsed[1]["p_value"] == "0.625"
+    assert parsed[1]["higher_is_better"] == "True" and parsed[1]["label"] == "GSM8K accuracy"
     html = format_rows(rows, "html", "base", plot="head<line>.png")
     assert html.startswith("<!doctype html>") and "head&lt;line&gt;.png" in html
     with pytest.raises(LemError, match="unknown"):
@@ -126,7 +144,8 @@ def test_other_formats(rows):
 
 def test_no_baseline_no_comparisons():
     data = json.loads(format_rows(summarise(load_scores([SCORES])), "json"))
-    assert all(set(d) == DESIGN_KEYS | {"kind"} for d in data)
+    described = {"kind", "subset", "group", "label", "higher_is_better", "ci_note"}
+    assert all(set(d) == DESIGN_KEYS | described for d in data)
 
 
 def test_bootstrap_is_seeded():
@@ -192,6 +211,7 @@ def test_cli_report_markdown_and_plot(tmp_path):
         ["report", str(SCORES), "--baseline", "base", "--format", "markdown", "--plot", str(png)],
     )
     assert result.exit_code == 0, result.output
-    assert "| Model | GSM8K (n=10)" in result.output and png.stat().st_size > 20_000
+    assert "| Metric | n | better | base | lek |" in result.output
+    assert png.stat().st_size > 20_000
     bad = CliRunner().invoke(main, ["report", str(SCORES), "--baseline", "nobody"])
     assert bad.exit_code == 2 and "no such model" in bad.output

@@ -12,10 +12,11 @@ from click.testing import CliRunner
 from servers import FakeGemini, FakeOpenAI, Received, Reply
 from test_judge import nonce_of
 
+from lem.bench.truthfulqa import TRUTHFULQA
 from lem.cli import main
+from lem.cli.options import named_values
 from lem.errors import LemError
-from lem.judge.rubrics import RUBRICS
-from lem.score import ScoreSettings, parse_data_args, score
+from lem.score import ScoreSettings, score
 from lem.store import read_jsonl
 
 FIX = Path(__file__).parent / "fixtures" / "score"
@@ -42,12 +43,19 @@ def lines_by(path: Path) -> dict[tuple[str, str], dict]:
     return {(r["id"], r["metric"]): r for r in read_jsonl(path)}
 
 
-def settings(tmp_path: Path, **kw) -> ScoreSettings:
-    return ScoreSettings(out=tmp_path / "scores", cache=tmp_path / "verdicts.sqlite", **kw)
+def settings(tmp_path: Path, results, data=None, **kw) -> ScoreSettings:
+    data = {k or "": str(v) for k, v in (data or {}).items()}
+    return ScoreSettings(
+        results=list(results),
+        data=data,
+        out=tmp_path / "scores",
+        cache=tmp_path / "verdicts.sqlite",
+        **kw,
+    )
 
 
 def test_gsm8k_exact_match_records_each_rule(tmp_path):
-    report = score([FIX / "results/gsm8k_base.jsonl"], {None: ITEMS["gsm8k"]}, settings(tmp_path))
+    report = score(settings(tmp_path, [FIX / "results/gsm8k_base.jsonl"], {None: ITEMS["gsm8k"]}))
     lines = lines_by(tmp_path / "scores/gsm8k_base.jsonl")
     accuracy = {
         i: (lines[(i, "accuracy")]["value"], lines[(i, "accuracy")]["rule"])
@@ -79,7 +87,7 @@ def test_gsm8k_exact_match_records_each_rule(tmp_path):
 def test_reference_layout_results_are_scored_unchanged(tmp_path):
     results = FIX / "reference/gsm8k_LEK-Gemma3-1B.jsonl"
     before = hashlib.sha256(results.read_bytes()).hexdigest()
-    score([results], {None: FIX / "reference/gsm8k_items.jsonl"}, settings(tmp_path))
+    score(settings(tmp_path, [results], {None: FIX / "reference/gsm8k_items.jsonl"}))
     assert hashlib.sha256(results.read_bytes()).hexdigest() == before
     lines = lines_by(tmp_path / "scores" / results.name)
     got = {i: lines[(i, "accuracy")]["value"] for i in ("g1", "g2", "g3", "g4")}
@@ -87,40 +95,43 @@ def test_reference_layout_results_are_scored_unchanged(tmp_path):
     assert lines[("g1", "accuracy")]["model"] == "LEK-Gemma3-1B"
 
 
-def test_judged_benchmarks_need_a_judge(tmp_path):
-    with pytest.raises(LemError, match=r"truthfulqa_base.jsonl \(truthfulqa\).*need an LLM judge"):
-        score(JUDGED[:1], {None: ITEMS["truthfulqa"]}, settings(tmp_path))
-    assert not (tmp_path / "scores").exists()  # nothing half-written
+def test_judged_metrics_without_a_judge_are_skipped_with_a_note(tmp_path):
+    report = score(settings(tmp_path, JUDGED[:1], {None: ITEMS["truthfulqa"]}))
+    assert report.skipped == {"truthfulqa": ["truthfulness", "informativeness"]}
+    assert report.judge is None and read_jsonl(tmp_path / "scores/truthfulqa_base.jsonl") == []
+    manifest = json.loads((tmp_path / "scores/manifest.json").read_text())
+    assert manifest["skipped_without_judge"] == report.skipped
+    # Do Not Answer has a scorer that needs no judge: refusal is scored, the rubric skipped.
+    report = score(settings(tmp_path, JUDGED[1:], {None: ITEMS["do_not_answer"]}))
+    lines = read_jsonl(tmp_path / "scores/do_not_answer_base.jsonl")
+    assert {r["metric"] for r in lines} == {"refusal"} and all(r["status"] == "ok" for r in lines)
+    assert report.skipped == {"do_not_answer": ["safety", "nuance", "action"]}
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
-    s = settings(tmp_path)
+    gsm = [FIX / "results/gsm8k_base.jsonl"]
     with pytest.raises(LemError, match="id 'g1' is not among the gsm8k items"):
         other = tmp_path / "items.jsonl"
         other.write_text(json.dumps({"id": "zz", "question": "q", "answer": "1"}) + "\n")
-        score([FIX / "results/gsm8k_base.jsonl"], {None: other}, s)
+        score(settings(tmp_path, gsm, {None: other}))
     with pytest.raises(LemError, match="give one --data NAME=FILE per benchmark"):
-        score(
-            [FIX / "results/gsm8k_base.jsonl", JUDGED[0]],
-            {None: ITEMS["gsm8k"]},
-            settings(tmp_path, judge="openai/x"),
-        )
-    with pytest.raises(LemError, match="unknown benchmark 'gsm9k'"):
-        parse_data_args(["gsm9k=x.jsonl"])
-    assert parse_data_args(["gsm8k=a.jsonl", "b.jsonl"]) == {
-        "gsm8k": Path("a.jsonl"),
-        None: Path("b.jsonl"),
+        score(settings(tmp_path, [*gsm, JUDGED[0]], {None: ITEMS["gsm8k"]}, judge="openai/x"))
+    with pytest.raises(LemError, match="unknown name 'gsm9k'"):
+        named_values(["gsm9k=x.jsonl"], "--data", ["gsm8k"])
+    assert named_values(["gsm8k=a.jsonl", "b.jsonl"], "--data", ["gsm8k"]) == {
+        "gsm8k": "a.jsonl",
+        "": "b.jsonl",
     }
     copy = tmp_path / "scores" / "gsm8k_base.jsonl"
     copy.parent.mkdir()
     shutil.copy(FIX / "results/gsm8k_base.jsonl", copy)
     with pytest.raises(LemError, match="would overwrite the results"):
-        score([copy], {None: ITEMS["gsm8k"]}, s)
+        score(settings(tmp_path, [copy], {None: ITEMS["gsm8k"]}))
     mixed = tmp_path / "mixed.jsonl"
     rows = read_jsonl(FIX / "results/gsm8k_base.jsonl")[:1] + read_jsonl(JUDGED[0])[:1]
     mixed.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(LemError, match="mixes benchmarks"):
-        score([mixed], {}, s)
+        score(settings(tmp_path, [mixed]))
 
 
 def judged_run(tmp_path: Path, server, spec: str) -> object:
@@ -129,8 +140,17 @@ def judged_run(tmp_path: Path, server, spec: str) -> object:
         "do_not_answer": ITEMS["do_not_answer"],
         "gsm8k": ITEMS["gsm8k"],
     }
-    s = settings(tmp_path, judge=spec, judge_base_url=server.base_url, concurrency=4, max_retries=1)
-    return score([*JUDGED, FIX / "results/gsm8k_base.jsonl"], data, s)
+    results = [*JUDGED, FIX / "results/gsm8k_base.jsonl"]
+    s = settings(
+        tmp_path,
+        results,
+        data,
+        judge=spec,
+        judge_base_url=server.base_url,
+        concurrency=4,
+        max_retries=1,
+    )
+    return score(s)
 
 
 def test_judged_scoring_then_a_free_rescore(tmp_path):
@@ -139,16 +159,14 @@ def test_judged_scoring_then_a_free_rescore(tmp_path):
         assert len(server.requests) == 5  # 3 TruthfulQA + 2 Do Not Answer
         tqa = lines_by(tmp_path / "scores/truthfulqa_base.jsonl")
         assert len(tqa) == 6 and {r["status"] for r in tqa.values()} == {"ok"}
+        assert first.skipped == {}
         # The injections in t2 and t3 do not move an honest judge: its 7s are stored.
         assert (
             tqa[("t2", "truthfulness")]["value"] == 7
             and tqa[("t3", "informativeness")]["value"] == 7
         )
         line = tqa[("t1", "truthfulness")]
-        assert (
-            line["judge"] == "openai/judge"
-            and line["rubric_version"] == RUBRICS["truthfulqa"].version
-        )
+        assert line["judge"] == "openai/judge" and line["rubric_version"] == TRUTHFULQA.version
         assert json.loads(line["raw"])["truthfulness"] == 7 and line["cached"] is False
         dna = lines_by(tmp_path / "scores/do_not_answer_base.jsonl")
         assert dna[("d1", "action")]["value"] == 2 and dna[("d1", "action")]["kind"] == "category"
@@ -170,13 +188,19 @@ def test_failed_verdicts_are_unscored_lines_with_reasons(tmp_path):
     with FakeOpenAI(lambda r: "7/10, decent answer") as server:
         server.enqueue(Reply(status=404, message="no such model"))
         s = settings(
-            tmp_path, judge="openai/judge", judge_base_url=server.base_url, reasks=1, concurrency=1
+            tmp_path,
+            JUDGED[:1],
+            {None: ITEMS["truthfulqa"]},
+            judge="openai/judge",
+            judge_base_url=server.base_url,
+            reasks=1,
+            concurrency=1,
         )
-        report = score(JUDGED[:1], {None: ITEMS["truthfulqa"]}, s)
+        report = score(s)
     lines = read_jsonl(tmp_path / "scores/truthfulqa_base.jsonl")
     assert {r["status"] for r in lines} == {"unscored"} and {r["value"] for r in lines} == {None}
     reasons = {r["reason"].split(":")[0] for r in lines}
-    assert reasons == {"judge error", "no valid verdict in 2 replies; last"}
+    assert reasons == {"judge error", "no valid verdict in 2 replies; last"}, reasons
     assert report.files[0].counts["truthfulness"] == {"ok": 0, "unscored": 3}
 
 
@@ -198,7 +222,8 @@ def test_the_api_key_is_never_written(tmp_path, monkeypatch, provider):
     for path in files:
         assert marker.encode() not in path.read_bytes(), path
     lines = [r for f in JUDGED for r in read_jsonl(tmp_path / "scores" / f.name)]
-    assert sum("[redacted]" in (r["reason"] or "") for r in lines) == 3  # one item, 3 metrics
+    redacted = {(r["benchmark"], r["id"]) for r in lines if "[redacted]" in (r["reason"] or "")}
+    assert len(redacted) == 1  # the one verdict whose call the server refused
 
 
 def test_cli_score_then_report(tmp_path):
@@ -219,7 +244,8 @@ def test_cli_score_then_report(tmp_path):
     assert (lek["mean"], lek["n"], lek["n_paired"]) == (0.75, 4, 4)
     # base right on g1-g3; LEK right on g1, g3, g4: one discordant pair each way.
     assert lek["delta"] == 0 and lek["p_value"] == 1.0
-    failed = runner.invoke(
+    noted = runner.invoke(
         main, ["score", str(JUDGED[0]), "--data", str(ITEMS["truthfulqa"]), "--out", str(out)]
     )
-    assert failed.exit_code == 2 and "need an LLM judge" in failed.output
+    assert noted.exit_code == 0, noted.output
+    assert "truthfulqa: no --judge, so not scored: truthfulness, informativeness" in noted.output

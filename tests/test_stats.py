@@ -111,3 +111,39 @@ def test_exact_distribution_sums_to_one():
     ranks = np.array([1.0, 2.5, 2.5, 4.0])
     assert stats._exact_signed_rank_p(ranks, 5.0) <= 1.0
     assert math.isclose(stats._exact_signed_rank_p(ranks, 0.0), 2 / 16)
+
+
+def test_cohen_kappa_by_hand():
+    # 2x2 table: yes/yes 20, yes/no 5, no/yes 10, no/no 15 (n = 50).
+    # p_o = 35/50 = 0.7; a says yes 25, b says yes 30: p_e = (25*30 + 25*20) / 2500 = 0.5.
+    # kappa = (0.7 - 0.5) / (1 - 0.5) = 0.4.
+    a = ["yes"] * 25 + ["no"] * 25
+    b = ["yes"] * 20 + ["no"] * 5 + ["yes"] * 10 + ["no"] * 15
+    assert stats.cohen_kappa(a, b) == pytest.approx(0.4)
+    assert stats.confusion_counts(a, b) == {
+        ("yes", "yes"): 20,
+        ("yes", "no"): 5,
+        ("no", "yes"): 10,
+        ("no", "no"): 15,
+    }
+
+
+def test_cohen_kappa_three_labels_by_hand():
+    # a: r r r p p c c c c c; b: r r p p c c c c c r.
+    # p_o = 7/10; a: r3 p2 c5, b: r3 p2 c5 -> p_e = (9 + 4 + 25) / 100 = 0.38.
+    # kappa = (0.7 - 0.38) / 0.62 = 0.516129...
+    a = list("rrrppccccc")
+    b = list("rrppcccccr")
+    assert stats.cohen_kappa(a, b) == pytest.approx(0.32 / 0.62)
+
+
+def test_cohen_kappa_edges():
+    assert stats.cohen_kappa(["a", "b", "a"], ["a", "b", "a"]) == 1.0
+    # Both raters give one label to everything: agreement, kappa taken as 1.
+    assert stats.cohen_kappa(["a", "a"], ["a", "a"]) == 1.0
+    # Systematic disagreement on two labels: p_o = 0, p_e = 0.5 -> kappa = -1.
+    assert stats.cohen_kappa(["a", "b"], ["b", "a"]) == pytest.approx(-1.0)
+    with pytest.raises(ValueError):
+        stats.cohen_kappa([], [])
+    with pytest.raises(ValueError):
+        stats.cohen_kappa(["a"], ["a", "b"])

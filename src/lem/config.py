@@ -155,6 +155,14 @@ def resolve(
     return settings
 
 
+def check(settings: Any, where: str) -> None:
+    """Check every field of a settings object against its rules (built without `resolve`)."""
+    for f in dataclasses.fields(settings):
+        problem = field_problem(f, getattr(settings, f.name))
+        if problem:
+            raise LemError(f"{where}: {f.name} {problem}")
+
+
 def field_problem(f: dataclasses.Field, value: Any) -> str | None:
     """What is wrong with `value` under the field's rules, as a phrase, or None."""
     meta = f.metadata

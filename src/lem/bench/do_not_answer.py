@@ -92,5 +92,6 @@ BENCHMARK = Benchmark(
         Headline("safety", "Safety (judge, 1-10)", True),
         Headline("nuance", "Nuance (judge, 1-10)", True),
     ),
+    better={"refusal": True},  # every prompt is one a model should not simply answer
     hub=HubSource("LibrAI/do-not-answer", None, "train"),
 )

@@ -151,5 +151,6 @@ BENCHMARK = Benchmark(
         Headline("refusal", "Ethics refusal (decline prompts)", True, "decline"),
         Headline("reasoning", "Ethics reasoning (judge, 1-10)", True),
     ),
+    better={"*": True, "refusal": None},  # every rubric score: 10 is good
     shipped=shipped,
 )

@@ -199,6 +199,7 @@ BENCHMARK = Benchmark(
     max_tokens=1024,
     scorers=(ExactScorer("gsm8k"),),
     headline=(Headline("accuracy", "GSM8K accuracy", True),),
+    better={"accuracy_strict": True},
     shipped=shipped,
     hub=HubSource("openai/gsm8k", "main", "test"),
 )

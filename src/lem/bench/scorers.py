@@ -60,7 +60,8 @@ class Scorer:
     def version(self, ctx: Context) -> str:
         raise NotImplementedError
 
-    def score(self, rows: list[dict], items: dict[str, dict], ctx: Context) -> list[dict]:
+    def score(self, rows: list[dict], items: dict[str, dict], ctx: Context) -> list[list[dict]]:
+        """The score lines of each row, in row order (one list per row)."""
         raise NotImplementedError
 
 
@@ -81,7 +82,7 @@ class ExactScorer(Scorer):
         parts = (gsm8k.extract_answer, gsm8k.extract_strict, gsm8k.is_correct)
         return source_version("gsm8k-exact", *parts, *gsm8k.EXTRACTOR_PARTS)
 
-    def score(self, rows: list[dict], items: dict[str, dict], ctx: Context) -> list[dict]:
+    def score(self, rows: list[dict], items: dict[str, dict], ctx: Context) -> list[list[dict]]:
         from lem.bench.gsm8k import extract_answer, extract_strict, is_correct
 
         version = self.version(ctx)
@@ -93,19 +94,21 @@ class ExactScorer(Scorer):
             response = row.get("response")
             if not isinstance(response, str):
                 why = "no response text in the results line"
-                out += [unscored(base, m, "binary", why) for m, _ in self.metrics]
+                out.append([unscored(base, m, "binary", why) for m, _ in self.metrics])
                 continue
+            lines = []
             for metric, found in (
                 ("accuracy", extract_answer(response)),
                 ("accuracy_strict", extract_strict(response)),
             ):
                 right = found.value is not None and is_correct(found.value, gold)
                 reason = f"rule {found.rule}" if found.value is not None else "no answer found"
-                out.append(
+                lines.append(
                     base
                     | {"metric": metric, "value": int(right), "status": "ok", "reason": reason}
                     | {"extracted": found.value, "rule": found.rule}
                 )
+            out.append(lines)
         return out
 
 
@@ -160,7 +163,7 @@ class LoglikScorer(Scorer):
     def version(self, ctx: Context) -> str:
         return source_version(f"loglik-{self.mode}", mc1, mc2, chosen_is_true, self.choices)
 
-    def score(self, rows: list[dict], items: dict[str, dict], ctx: Context) -> list[dict]:
+    def score(self, rows: list[dict], items: dict[str, dict], ctx: Context) -> list[list[dict]]:
         version = self.version(ctx)
         out = []
         for row in rows:
@@ -168,7 +171,7 @@ class LoglikScorer(Scorer):
             expected = self.choices(items[str(row["id"])])
             problem = _loglik_problem(row, expected)
             if problem:
-                out += [unscored(base | {"kind": k}, m, k, problem) for m, k in self.metrics]
+                out.append([unscored(base | {"kind": k}, m, k, problem) for m, k in self.metrics])
                 continue
             lps = [float(x) for x in row["logprobs"]]
             if self.mode == "mc":
@@ -176,9 +179,11 @@ class LoglikScorer(Scorer):
                 values["mc2"] = mc2(lps, expected.true)
             else:
                 values = {"accuracy": chosen_is_true(lps, expected.true)}
+            lines = []
             for metric, kind in self.metrics:
                 line = {"metric": metric, "value": values[metric], "status": "ok"}
-                out.append(base | line | {"kind": kind, "reason": f"{len(lps)} choices"})
+                lines.append(base | line | {"kind": kind, "reason": f"{len(lps)} choices"})
+            out.append(lines)
         return out
 
 
@@ -217,7 +222,7 @@ class RefusalScorer(Scorer):
 
         return RULES_VERSION
 
-    def score(self, rows: list[dict], items: dict[str, dict], ctx: Context) -> list[dict]:
+    def score(self, rows: list[dict], items: dict[str, dict], ctx: Context) -> list[list[dict]]:
         from lem.refusal import classify
 
         version = self.version(ctx)
@@ -226,23 +231,18 @@ class RefusalScorer(Scorer):
             item = items[str(row["id"])]
             base = base_line(row, self.benchmark) | {"judge": "refusal-rules"}
             base |= {"rubric_version": version, "kind": "binary"}
-            base |= {
-                k: v for k, v in (("subset", self.subset(item)), ("group", self.group(item))) if v
-            }
+            for key, value in (("subset", self.subset(item)), ("group", self.group(item))):
+                if value:
+                    base[key] = value
             response = row.get("response")
             if not isinstance(response, str):
-                out.append(
-                    unscored(base, "refusal", "binary", "no response text in the results line")
-                )
+                why = "no response text in the results line"
+                out.append([unscored(base, "refusal", "binary", why)])
                 continue
             found = classify(response)
-            value = int(found.label != "complied")
-            reason = f"{found.label}: rule {found.rule}"
-            out.append(
-                base
-                | {"metric": "refusal", "value": value, "status": "ok", "reason": reason}
-                | {"label": found.label, "rule": found.rule, "evidence": found.evidence}
-            )
+            line = {"metric": "refusal", "value": int(found.label != "complied"), "status": "ok"}
+            line |= {"reason": f"{found.label}: rule {found.rule}", "label": found.label}
+            out.append([base | line | {"rule": found.rule, "evidence": found.evidence}])
         return out
 
 
@@ -278,7 +278,7 @@ class JudgeScorer(Scorer):
     def version(self, ctx: Context) -> str:
         return self.rubric_for(ctx).version
 
-    def score(self, rows: list[dict], items: dict[str, dict], ctx: Context) -> list[dict]:
+    def score(self, rows: list[dict], items: dict[str, dict], ctx: Context) -> list[list[dict]]:
         from lem.judge import Verdict
 
         rubric = self.rubric_for(ctx)
@@ -291,7 +291,7 @@ class JudgeScorer(Scorer):
         for i, row in enumerate(rows):
             verdict = verdicts.get(i) or Verdict("unscored", reason="no response text")
             item = items[str(row["id"])]
-            out += self._lines(row, item, rubric, judge.spec, verdict)
+            out.append(self._lines(row, item, rubric, judge.spec, verdict))
         return out
 
     def _lines(self, row: dict, item: dict, rubric: Rubric, spec: str, verdict: Any) -> list:

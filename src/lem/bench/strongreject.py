@@ -100,4 +100,5 @@ BENCHMARK = Benchmark(
     ),
     shipped=lambda: [shipped_dir("strongreject") / "strongreject_dataset.csv"],
     agreement=(("refusal", "refused"),),
+    better={"refused": True, "convincing": False, "specific": False},
 )

@@ -141,6 +141,7 @@ BENCHMARK = Benchmark(
     max_tokens=768,
     scorers=(JudgeScorer("toxigen", TOXIGEN),),
     headline=(Headline("kindness", "Kindness (judge, 1-10)", True),),
+    better={"awareness": True},
     shipped=shipped,
     read_shipped=read_demonstrations,
     hub=HubSource("toxigen/toxigen-data", "annotated", "test", gated=True),

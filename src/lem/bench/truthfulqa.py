@@ -105,6 +105,7 @@ BENCHMARK = Benchmark(
     max_tokens=768,
     scorers=(JudgeScorer("truthfulqa", TRUTHFULQA),),
     headline=(Headline("truthfulness", "Truthful (judge, 1-10)", True),),
+    better={"informativeness": True},
     shipped=shipped,
     hub=HubSource("truthfulqa/truthful_qa", "generation", "validation"),
 )

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from lem.clients.base import ChatClient, ChatRequest, ChatResult, one_line
 from lem.errors import LemError
-from lem.models import LoadedModel, ModelRef, load_model
+from lem.models import LoadedModel, ModelRef, load_model, parse_model_ref
 
 
 class MlxClient(ChatClient):
@@ -19,7 +19,9 @@ class MlxClient(ChatClient):
     caller writes, and its answer must be validated (it is recorded in `extra`).
     """
 
-    def __init__(self, model: ModelRef | LoadedModel, batch_size: int = 32) -> None:
+    def __init__(self, model: ModelRef | LoadedModel | str, batch_size: int = 32) -> None:
+        if isinstance(model, str):
+            model = parse_model_ref(model)
         self.loaded = model if isinstance(model, LoadedModel) else load_model(model.name)
         self.spec = f"mlx/{self.loaded.spec}"
         self.batch_size = batch_size

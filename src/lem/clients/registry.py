@@ -32,8 +32,11 @@ def make_client(
     spec: str | ModelRef, options: ApiOptions | None = None, base_url: str | None = None
 ) -> ChatClient:
     """The client for a model spec or reference; `options` apply to API providers."""
+    from lem.config import check
+
     ref = parse_model_ref(spec, base_url)
     options = options if options is not None else ApiOptions()
+    check(options, ref.spec)
     factory = PROVIDERS.get(ref.provider)
     if factory is None:  # parse_model_ref only makes known providers: a lem bug
         raise LemError(f"{ref.spec}: no client for provider {ref.provider!r}")

@@ -266,15 +266,13 @@ def describe_metric(bench: str, metric: str, subset: str | None) -> tuple[str, b
     from lem.bench import BENCHMARKS
 
     definition = BENCHMARKS.get(bench)
-    spec = definition.headline_for(metric, subset) if definition is not None else None
+    if definition is None:
+        return f"{bench} {metric}" + (f" ({subset})" if subset else ""), None
+    spec = definition.headline_for(metric, subset)
+    direction = definition.direction(metric, subset)
     if spec is not None:
-        return spec.label, spec.higher_is_better
-    if definition is not None:
-        others = [h for h in definition.headline if h.metric == metric]
-        direction = others[0].higher_is_better if len(others) == 1 else None
-        name = f"{definition.title} {metric}" + (f" ({subset})" if subset else "")
-        return name, direction
-    return f"{bench} {metric}" + (f" ({subset})" if subset else ""), None
+        return spec.label, direction
+    return f"{definition.title} {metric}" + (f" ({subset})" if subset else ""), direction
 
 
 def _describe(key: tuple, kind: str, values: dict, seed: int, resamples: int) -> Row:
