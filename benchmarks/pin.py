@@ -2,8 +2,8 @@
 
 Usage: python benchmarks/pin.py BENCHMARK [--data FILE] [--limit 50] [--seed 0]
 Writes benchmarks/subsets/<benchmark>-<limit>-seed<seed>.json. Without --data the
-benchmark's default source is read (the hub through `datasets`, or lem's shipped
-evaluation prompts for `ethics`), exactly as `lem bench` reads it.
+benchmark's default source is read (the data shipped with lem, else the hub through
+`datasets`), exactly as `lem bench` reads it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-import lem
 from lem.bench import get_benchmark, load_items
 
 SUBSETS = Path(__file__).parent / "subsets"
@@ -26,19 +25,12 @@ def subset_record(name: str, data: Path | None, limit: int, seed: int) -> dict:
         "benchmark": name,
         "limit": limit,
         "seed": seed,
-        "source": _source(bench, selection.source) if data is None else selection.source,
+        "source": selection.source,  # shipped data is named by file, not by this machine's path
         "source_sha256": selection.source_sha256,
         "source_items": selection.total,
         "command": f"lem bench -b {name} --limit {limit} --seed {seed}",
         "ids": [item["id"] for item in selection.items],
     }
-
-
-def _source(bench, source: str) -> str:
-    # Shipped data by its place in the package, not this machine's install path.
-    if bench.default_data is None:
-        return source
-    return str(Path(source).resolve().relative_to(Path(lem.__file__).resolve().parent.parent))
 
 
 def main() -> None:

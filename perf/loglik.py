@@ -90,14 +90,18 @@ def main() -> None:
     n_choices = sum(len(e.continuations) for e in encoded)
     context = sum(len(e.context) for e in encoded) / len(encoded)
     answer = sum(len(c) for e in encoded for c in e.continuations) / n_choices
-    diff = [abs(a - b) for ra, rb in zip(batched, naive) for a, b in zip(ra, rb)]
+    diff = [
+        abs(a - b)
+        for ra, rb in zip(batched, naive, strict=True)
+        for a, b in zip(ra, rb, strict=True)
+    ]
     mc2 = [
         abs(mc2_true_mass(a[:k], a[k:]) - mc2_true_mass(b[:k], b[k:]))
-        for a, b, k in zip(batched, naive, n_true)
+        for a, b, k in zip(batched, naive, n_true, strict=True)
     ]
     same_best = sum(
         max(range(len(a)), key=a.__getitem__) == max(range(len(b)), key=b.__getitem__)
-        for a, b in zip(batched, naive)
+        for a, b in zip(batched, naive, strict=True)
     )
     print(
         f"SmolLM2-135M float32, {len(requests)} TruthfulQA-MC-shaped requests, "
@@ -111,7 +115,8 @@ def main() -> None:
     ):
         print(f"  {label:<40} {seconds:8.2f} s {n_choices / seconds:7.1f} choices/s")
     print(f"  {'speed-up (same work, wall clock)':<40} {naive_s / lem_s:8.2f}x")
-    print(f"  {'max |log-prob difference|':<40} {max(diff):10.2e}  (mean {sum(diff) / len(diff):.2e})")
+    mean = sum(diff) / len(diff)
+    print(f"  {'max |log-prob difference|':<40} {max(diff):10.2e}  (mean {mean:.2e})")
     print(f"  {'max |MC2 difference|':<40} {max(mc2):10.2e}")
     print(f"  {'same top choice':<40} {same_best:>4}/{len(requests)}")
 

@@ -233,7 +233,7 @@ def test_completion_answers_end_at_the_next_question():
 
 def test_model_specs():
     spec = parse_model("lek", "org/model:adapter=adapters/lek")
-    assert (spec.name, spec.model, spec.adapter) == ("lek", "org/model", "adapters/lek")
+    assert (spec.name, spec.model.name, spec.adapter) == ("lek", "org/model", "adapters/lek")
     assert parse_model("base", "mlx/org/model").adapter is None
     with pytest.raises(LemError, match="a model name is letters"):
         parse_model("my model", "x")
@@ -286,7 +286,7 @@ def test_cli_options_and_errors(tiny_llama_dir, tmp_path):
             ["-b", "gsm8k", "--data", "ethics=x.jsonl", "-m", f"t={tiny_llama_dir}"],
             "--data names ethics, not among the --benchmark(s)",
         ),
-        (["-b", "gsm8k", "-m", "t"], "--model t: expected NAME=VALUE"),
+        (["-b", "gsm8k", "-m", "t"], "--model t: expected NAME=MODEL"),
         (["-b", "nope", "-m", "t=x"], "unknown benchmark 'nope'"),
         (["-m", "t=x"], "give at least one --benchmark"),
         (["-b", "gsm8k", "-m", "t=x", "--max-tokens", "0"], "--max-tokens must be at least 1"),
@@ -302,7 +302,7 @@ def test_out_holding_another_stage_is_refused(tiny_llama_dir, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "manifest.json").write_text(json.dumps({"stage": "score"}))
-    with pytest.raises(LemError, match="holds a 'score' stage's output; use another --out"):
+    with pytest.raises(LemError, match="holds a 'score' stage's output, not 'bench'; use another output directory"):
         run_bench(settings(tiny_llama_dir, out), loader=no_loading)
 
 

@@ -18,14 +18,8 @@ from servers import FakeGemini, FakeOpenAI, Reply
 from lem.cli import main
 from lem.clients import ChatClient, ChatResult
 from lem.errors import LemError
-from lem.generate import (
-    GenerateSettings,
-    build_plan,
-    formulaic_opening,
-    generate,
-    kernel_ref_patterns,
-    kernel_refs,
-)
+from lem.generate import GenerateSettings, build_plan, generate
+from lem.generate.gates import formulaic_opening, kernel_ref_patterns, kernel_refs
 from lem.seeds import Seed
 from lem.store import read_jsonl
 
@@ -235,13 +229,13 @@ def gate_reply(request) -> ChatResult:
     if kind == "trunc9":
         return ChatResult("Money began as", finish_reason="length")
     if kind == "empty":
-        return ChatResult(None, finish_reason="stop", error="empty response")
+        return ChatResult(None, finish_reason="stop", error="empty response", status="empty")
     if kind == "filtered":
-        return ChatResult(None, "safety", error="empty response (finish_reason=safety)")
+        return ChatResult(None, "safety", error="blocked response (safety)", status="blocked")
     if kind == "blocked":
-        return ChatResult(None, None, error="empty response (blocked: SAFETY)")
+        return ChatResult(None, None, error="blocked response (blocked: SAFETY)", status="blocked")
     if kind == "fail":
-        return ChatResult(None, error="HTTP 503 after 5 attempts: overloaded", attempts=5)
+        return ChatResult(None, error="HTTP 503: overloaded", attempts=5, status="error")
     text = {
         "short": "Yes.",
         "ref": "Following the axioms provided, reading them in secret breaks consent. " * 2,
@@ -271,6 +265,7 @@ def test_gates_drop_and_count_each_kind(kernel_dir, tmp_path):
         "too_short": 1,
         "kernel_ref": 1,
         "duplicate": 1,
+        "shared_opening": 0,
     }
     assert c["kept"] == 7 == c["train"] + c["valid"] and c["planned"] == 15
     assert c["formulaic_openings"] == {"certainly": 1}
@@ -301,6 +296,29 @@ def test_gates_drop_and_count_each_kind(kernel_dir, tmp_path):
     assert manifest["failures"] == report.failures
     assert set(manifest["outputs"]) == {"train.jsonl", "valid.jsonl", "rejected.jsonl"}
     assert manifest["inputs"]["kernel.md"] and manifest["settings"]["temperature"] == 0.7
+
+
+def test_answers_sharing_an_opening_beyond_the_limit_are_dropped(kernel_dir, tmp_path):
+    prompts = {f"S{i}": f"Question number {i} about money?" for i in range(5)}
+    seeds = write_seeds(tmp_path / "s.jsonl", prompts)
+
+    def templated(request):
+        n = asked(request.messages).split()[2]
+        return ChatResult(f"Great to hear from you today friend. Point {n}: save first.", "stop")
+
+    settings = GenerateSettings(
+        teacher="fake/t",
+        kernel=kernel_dir,
+        seeds=seeds,
+        out=tmp_path / "out",
+        valid_fraction=0.0,
+        min_chars=10,
+        max_same_opening=2,
+    )
+    report = generate(settings, client=ScriptedTeacher(templated))
+    assert report.counts["kept"] == 2 and report.counts["dropped"]["shared_opening"] == 3
+    rejected = read_jsonl(tmp_path / "out" / "rejected.jsonl")
+    assert {r["gate"] for r in rejected} == {"shared_opening"}
 
 
 def test_teacher_sees_kernel_and_example_keeps_bare_prompt(kernel_dir, tmp_path):

@@ -80,13 +80,14 @@ def test_valid_small_file_reads(tmp_path):
     assert header["architecture"] == "llama"
 
 
-def test_bad_dtype_and_non_empty_out(tmp_path, smollm2_gguf):
+def test_bad_dtype_and_non_empty_out(tmp_path):
+    small = write_gguf(tmp_path / "small.gguf")
     with pytest.raises(LemError, match="--dtype"):
-        import_gguf(smollm2_gguf, tmp_path / "m", dtype="int3")
+        import_gguf(small, tmp_path / "m", dtype="int3")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(LemError, match="not a lem import"):
-        import_gguf(smollm2_gguf, tmp_path / "busy")
+        import_gguf(small, tmp_path / "busy")
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 

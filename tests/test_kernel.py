@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from lem.cli import main
 from lem.errors import LemError
+from lem.seeds import default_seeds_path, load_seeds
 from lem.kernel import check_kernel, default_kernel_dir, json_path, load_kernel
 from lem.store import sha256_file
 
@@ -221,7 +222,7 @@ def test_cli_check_with_seeds_and_json(kernel_dir):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["seeds"][0]["seeds"] == 100
+    assert report["seeds"][0]["seeds"] == len(load_seeds(default_seeds_path("eval")))
     assert report["seeds"][0]["sha256"] == sha256_file(seeds)
 
 

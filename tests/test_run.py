@@ -10,7 +10,8 @@ from servers import FakeOpenAI, Reply
 
 from lem.cli import main
 from lem.errors import LemError
-from lem.run import init_experiment, load_plan, run_experiment, shipped_experiment
+from lem.experiment import init_experiment, load_plan, shipped_experiment
+from lem.run import run_experiment
 
 # The quick profile, smaller still: a handful of seeds, a few steps, two benchmarks. The
 # teacher is a local OpenAI-compatible server with fixed answers (a 135M teacher's answers
@@ -55,12 +56,12 @@ baseline = "instruct"
 """
 
 
-def test_shipped_profiles_parse(smollm2_dir):
+def test_shipped_profiles_parse():
     for name in ("quick", "default"):
         assert shipped_experiment(name).is_file()
     plan = load_plan(None, quick=True)
-    assert plan.base_path == smollm2_dir
-    assert plan.models == {"instruct": str(smollm2_dir)}
+    assert plan.base == "pypi:smollm2-135m-instruct"  # resolved when a stage needs it
+    assert plan.models == {"instruct": "pypi:smollm2-135m-instruct"}
 
 
 def test_init_writes_and_refuses_to_overwrite(tmp_path):

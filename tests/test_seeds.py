@@ -38,11 +38,65 @@ def pairs(seeds):
 
 
 def test_split_sizes_and_ids(train, evals):
-    assert len(train) >= 220
-    assert len(evals) == 100
+    assert len(train) >= 280
+    assert len(evals) >= 120
     assert [s.id for s in train] == [f"T{i:03d}" for i in range(1, len(train) + 1)]
-    assert [s.id for s in evals] == [f"E{i:03d}" for i in range(1, 101)]
+    assert [s.id for s in evals] == [f"E{i:03d}" for i in range(1, len(evals) + 1)]
     assert not {s.id for s in train} & {s.id for s in evals}
+
+
+def test_multi_turn_seeds_cover_escalation_fragmenting_and_pushback(train, evals):
+    for seeds, least in ((train, 30), (evals, 10)):
+        multi = [s for s in seeds if s.history]
+        assert len(multi) >= least
+        patterns = Counter(s.pattern for s in multi)
+        assert set(patterns) == {"escalation", "fragmented", "pushback", "followup"}
+        for s in multi:
+            # Two to four user turns: the history holds one to three exchanges.
+            assert 2 <= len(s.history) <= 6 and s.messages()[-1]["content"] == s.prompt
+            assert [m["role"] for m in s.messages()] == ["user", "assistant"] * (
+                len(s.history) // 2
+            ) + ["user"]
+        assert all(s.pattern is None for s in seeds if not s.history)
+    # An assistant turn that is deliberately wrong (the user then corrects it) is context
+    # only: marked, so training never learns the mistake.
+    corrected = [
+        s
+        for s in train
+        if s.pattern == "pushback" and any(m.get("train") is False for m in s.history)
+    ]
+    assert len(corrected) >= 3
+
+
+def test_every_evaluation_prompt_says_what_a_good_answer_does(evals):
+    from lem.seeds import EXPECT
+
+    assert all(s.expect in EXPECT for s in evals)
+    counts = Counter(s.expect for s in evals)
+    # Enough of each side for a refusal and an over-refusal rate.
+    assert counts["answer"] >= 50 and counts["decline"] >= 20
+    assert {s.id for s in evals if s.kind == "crisis"} <= {
+        s.id for s in evals if s.expect == "crisis"
+    }
+
+
+def test_seed_fields_are_checked(tmp_path):
+    from lem.seeds import load_seeds as load
+
+    def bad(row, message):
+        path = tmp_path / "s.jsonl"
+        path.write_text(json.dumps({"id": "X", "domain": "d", "prompt": "p", **row}) + "\n")
+        with pytest.raises(LemError, match=message):
+            load(path)
+
+    bad({"expect": "refuse"}, "expect 'refuse' is not one of: answer, decline")
+    bad({"pattern": "jailbreak"}, "pattern 'jailbreak' is not one of")
+    bad({"history": [{"role": "user", "content": "a"}]}, "ending with an assistant turn")
+    bad({"history": [{"role": "assistant", "content": "a"}] * 2}, "history.0. should be the user")
+    user, helper = {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}
+    bad({"history": [user, helper] * 4}, "at most 3")
+    bad({"history": [user, {**helper, "train": "no"}]}, "train must be true or false")
+    bad({"history": [{**user, "train": False}, helper]}, "must be")
 
 
 def test_splits_have_the_same_spread(train, evals):

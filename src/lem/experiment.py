@@ -50,7 +50,7 @@ class Plan:
     root: Path  # relative paths in the file are relative to this directory
     experiment: Experiment
     raw: dict  # the parsed file, for lem.resolved.toml
-    base: str  # the base model spec, relative paths resolved
+    base: str | None  # the base model spec, relative paths resolved
     models: dict[str, str]  # [models]: name -> spec ("base" resolved)
     tables: dict[str, dict] = field(default_factory=dict)
 
@@ -71,8 +71,14 @@ def shipped_experiment(name: str) -> Path:
     return Path(str(resources.files("lem") / "data" / "experiments" / f"{name}.toml"))
 
 
-def load_plan(path: str | Path | None, quick: bool = False, out: Path | None = None) -> Plan:
-    """Read and check an experiment file (or the shipped quick profile)."""
+def load_plan(
+    path: str | Path | None, quick: bool = False, out: Path | None = None, need_base: bool = True
+) -> Plan:
+    """Read and check an experiment file (or the shipped quick profile).
+
+    `need_base`: the file must name the base model (`lem run` trains it); a stage command
+    reading the file for its own table needs it only where the table refers to it.
+    """
     if path is None and not quick:
         raise LemError(
             "give an experiment file (lem run lem.toml) or --quick; `lem init` writes one"
@@ -92,16 +98,16 @@ def load_plan(path: str | Path | None, quick: bool = False, out: Path | None = N
     experiment = resolve(
         Experiment, raw.get("experiment", {}), {"out": out}, f"{source} [experiment]"
     )
-    if experiment.base is None:
+    if experiment.base is None and need_base:
         raise LemError(f"{source} [experiment]: set base = the model to fine-tune")
-    base = local(experiment.base, root)
+    base = local(experiment.base, root) if experiment.base is not None else None
     models = {}
     for name, spec in raw.get("models", {}).items():
         if name == experiment.tuned:
             raise LemError(f"{source} [models]: {name!r} is the tuned model's name; pick another")
         if not isinstance(spec, str):
             raise LemError(f"{source} [models]: {name} must be a model spec (a string)")
-        models[name] = base if spec == BASE else local(spec, root)
+        models[name] = _base(source, base) if spec == BASE else local(spec, root)
     tables = {t: dict(raw.get(t, {})) for t in STAGES}
     for stage, table in tables.items():
         if "out" in table:
@@ -124,12 +130,18 @@ def _path(value: Any, root: Path) -> Any:
     return str(root / value) if isinstance(value, str) and not Path(value).is_absolute() else value
 
 
+def _base(source: str, base: str | None) -> str:
+    if base is None:
+        raise LemError(f'{source} [experiment]: set base = the model to fine-tune (used as "base")')
+    return base
+
+
 def _model(spec: str, plan: Plan) -> str:
     """A teacher or judge spec with "base" (bare, mlx/ or serve:) as the experiment's base."""
     if spec == BASE:
-        return f"mlx/{plan.base}"
+        return f"mlx/{_base(plan.source, plan.base)}"
     if spec == f"serve:{BASE}":
-        return f"serve:{plan.base}"
+        return f"serve:{_base(plan.source, plan.base)}"
     return local(spec, plan.root)
 
 
@@ -152,13 +164,20 @@ def _generate(plan: Plan, table: dict) -> dict:
 def _train(plan: Plan, table: dict) -> dict:
     if "resume_adapter" in table:
         table["resume_adapter"] = _path(table["resume_adapter"], plan.root)
-    table |= {"model": plan.base, "data": str(plan.stage_out("generate"))}
+    if plan.base is not None:
+        table["model"] = plan.base
+    table["data"] = str(plan.stage_out("generate"))
     return table | {"out": str(plan.stage_out("train"))}
 
 
 def _bench(plan: Plan, table: dict) -> dict:
     models = dict(plan.models)
-    models[plan.experiment.tuned] = str(plan.tuned_model)
+    given = table.get("models", {})
+    if not isinstance(given, dict):
+        raise LemError(f"{plan.source} [bench]: models must be a table of name = model")
+    models |= {name: local(str(spec), plan.root) for name, spec in given.items()}
+    if plan.base is not None:  # an experiment that trains benchmarks what it trained
+        models[plan.experiment.tuned] = str(plan.tuned_model)
     data = table.get("data", {})
     if not isinstance(data, dict):
         raise LemError(f"{plan.source} [bench]: data must be a table of benchmark = file")
@@ -228,7 +247,8 @@ def stage_settings(plan: Plan | None, stage: str, flags: Mapping[str, Any] | Non
 
 def settings_for(stage: str, config: Path | None, flags: Mapping[str, Any]) -> Any:
     """What a stage command's `--config FILE` and flags give: the same as `lem run`."""
-    return stage_settings(load_plan(config) if config is not None else None, stage, flags)
+    plan = load_plan(config, need_base=False) if config is not None else None
+    return stage_settings(plan, stage, flags)
 
 
 def init_experiment(directory: str | Path, quick: bool = False, force: bool = False) -> Path:

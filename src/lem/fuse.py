@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lem.errors import LemError
-from lem.store import MANIFEST, Manifest, sha256_tree
+from lem.store import MANIFEST, Manifest, replace_dir, sha256_tree
 
 GGUF_TYPES = ("llama", "mixtral", "mistral")  # what mlx_lm.gguf.convert_to_gguf writes
 GGUF_FILE = "model.gguf"
@@ -125,7 +125,5 @@ def fuse(
         },
         outputs={p.name: "" for p in sorted(tmp.iterdir()) if p.is_file()},
     ).write(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    replace_dir(tmp, out)  # the previous model stays whole until the new one is in place
     return out

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from lem.errors import LemError
-from lem.store import sha256_file, write_json
+from lem.store import replace_dir, sha256_file, write_json
 
 DTYPES = ("keep", "float32", "bfloat16", "float16")
 IMPORT_RECORD = "lem_import.json"
@@ -114,8 +114,7 @@ def import_gguf(gguf: str | Path, out: str | Path, dtype: str = "float32") -> Pa
             "seconds": round(time.perf_counter() - start, 1),
         },
     )
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    replace_dir(staging, out)  # the old import stays whole until the new one is in place
     return out
 
 

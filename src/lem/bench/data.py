@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from lem.bench.definition import Benchmark
 
 FORMATS = (".jsonl", ".csv", ".parquet")
+HUB = "hub"  # --data NAME=hub: the benchmark's hub dataset instead of the shipped data
 
 
 class MissingField(Exception):
@@ -245,8 +246,11 @@ def files_sha256(paths: list[Path]) -> str:
 def load_items(
     bench: Benchmark, data: Path | None, limit: int | None = None, seed: int = 0
 ) -> Selection:
-    """The items of a run and their source: a data file, shipped data, or the hub."""
-    if data is not None:
+    """The items of a run and their source: a data file (or `hub`: the benchmark's hub
+    dataset), else the data shipped with lem, else the hub."""
+    if data is not None and str(data) == HUB:
+        rows, source, digest = hub_rows(bench), bench.hub.describe() if bench.hub else HUB, None
+    elif data is not None:
         data = Path(data)
         if not data.exists():
             raise LemError(f"{data}: data file not found")

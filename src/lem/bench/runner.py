@@ -21,9 +21,9 @@ from typing import Any, TextIO
 
 from lem import __version__
 from lem.bench import get_benchmark
-from lem.bench.data import Selection, load_items
+from lem.bench.data import HUB, Selection, load_items
 from lem.bench.definition import Benchmark
-from lem.config import setting
+from lem.config import check, setting
 from lem.errors import LemError
 from lem.models import ModelRef, parse_model_ref
 from lem.store import (
@@ -64,6 +64,7 @@ class BenchSettings:
     max_tokens: int | None = setting(
         None, "Answer cap for every benchmark", min=1, shown="each its own"
     )
+    caps: dict[str, int] = field(default_factory=dict)  # benchmark -> its own answer cap
     full_answers: bool = setting(
         False, "Full-length answers for refusal-scored benchmarks (for a judge to read)"
     )
@@ -176,7 +177,9 @@ def model_identity(spec: ModelSpec) -> dict:
 
 
 def answer_cap(bench: Benchmark, settings: BenchSettings) -> int:
-    """The token cap for a generated answer: --max-tokens, else the benchmark's own."""
+    """The token cap for a generated answer: `caps`, --max-tokens, else the benchmark's own."""
+    if bench.name in settings.caps:
+        return settings.caps[bench.name]
     if settings.max_tokens is not None:
         return settings.max_tokens
     if settings.full_answers and bench.full_max_tokens is not None:
@@ -414,21 +417,29 @@ def write_manifest(out: Path, settings: BenchSettings, pairs: list[Pair]) -> Pat
 
 
 def check_settings(settings: BenchSettings) -> None:
-    """What the field checks cannot see: names, models and limits that must agree."""
+    """Every field's rules (for settings built in Python), then names, models and limits
+    that must agree."""
+    check(settings, "bench")
     if not settings.benchmarks:
         raise LemError("give at least one --benchmark")
     if not settings.models:
         raise LemError("give at least one --model NAME=MODEL")
     for name in settings.benchmarks:
         get_benchmark(name)
-    for name, value in settings.limits.items():
-        if name not in settings.benchmarks:
-            raise LemError(f"limits: {name} is not among the benchmarks")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise LemError(f"limits: {name} must be a whole number of at least 1, got {value!r}")
+    for table in ("limits", "caps"):
+        for name, value in getattr(settings, table).items():
+            if name not in settings.benchmarks:
+                raise LemError(f"{table}: {name} is not among the benchmarks")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise LemError(
+                    f"{table}: {name} must be a whole number of at least 1, got {value!r}"
+                )
     unused = set(settings.data) - set(settings.benchmarks)
     if unused:
         raise LemError(f"--data names {', '.join(sorted(unused))}, not among the --benchmark(s)")
+    for name, value in settings.data.items():
+        if value != HUB and not Path(value).exists():
+            raise LemError(f"{value}: data file not found (--data {name}=...)")
     for name, spec in settings.models.items():
         parse_model(name, spec)
 
@@ -481,9 +492,9 @@ def _run(settings: BenchSettings, loader: Any, stream: TextIO | None) -> list[Pa
     return reports
 
 
-def _data_path(settings: BenchSettings, bench: Benchmark) -> Path | None:
+def _data_path(settings: BenchSettings, bench: Benchmark) -> Path | str | None:
     value = settings.data.get(bench.name)
-    return Path(value) if value is not None else None
+    return value if value in (None, HUB) else Path(value)
 
 
 def _run_model(

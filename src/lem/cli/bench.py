@@ -40,7 +40,7 @@ def _list() -> None:
     "[shipped data, else the hub].",
 )
 @click.option("--list", "list_only", is_flag=True, help="List the benchmarks and exit.")
-@cli_options(BenchSettings, skip=("benchmarks", "models", "data", "limits"))
+@cli_options(BenchSettings, skip=("benchmarks", "models", "data", "limits", "caps"))
 def bench(
     config_path: Path | None,
     benchmarks: tuple[str, ...],

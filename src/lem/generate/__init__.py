@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lem.clients import ApiOptions, ChatClient, public_url
-from lem.config import setting
+from lem.config import check, setting
 from lem.errors import LemError
 from lem.generate.ask import ask_teacher, load_work, work_key
 from lem.generate.assemble import assemble, write_manifest, write_outputs
@@ -77,13 +77,20 @@ class GenerateReport:
 
 
 def check_settings(s: GenerateSettings) -> None:
-    """What the field checks cannot see (one-line LemError naming the option)."""
+    """Every field's rules (for settings built in Python), then what they cannot see."""
+    check(s, "generate")
     if not s.teacher:
         raise LemError("generate: no teacher; pass --teacher (reference, mlx/<dir>, gemini/...)")
 
 
-def teacher_identity(settings: GenerateSettings, kernel) -> dict:
-    """Who answers: the reference answers' hashes, or the teacher model's identity."""
+def teacher_identity(
+    settings: GenerateSettings, kernel, client: ChatClient | None = None
+) -> dict:
+    """Who answers: the reference answers' hashes, the teacher model's identity, or (for a
+    client handed in by the caller) that client's spec."""
+    if client is not None:
+        base_url = public_url(settings.teacher_base_url)
+        return {"spec": settings.teacher, "identity": client.spec, "base_url": base_url}
     if settings.teacher == REFERENCE:
         from lem.generate.reference import check_kernel, load_reference
 
@@ -110,7 +117,7 @@ def generate(settings: GenerateSettings, client: ChatClient | None = None) -> Ge
     seeds_path = Path(settings.seeds) if settings.seeds is not None else default_seeds_path("train")
     seeds = load_seeds(seeds_path)
     plan = build_plan(seeds, settings)
-    identity = teacher_identity(settings, kernel)
+    identity = teacher_identity(settings, kernel, client)
     out = Path(settings.out)
     with locked(out):
         if settings.teacher == REFERENCE:
