@@ -199,4 +199,4 @@ def test_smollm2_prefers_the_right_answer(smollm2):
     [(right, absurd)] = continuation_logprobs(smollm2, [request])
     assert right > absurd
     [naive] = naive_continuation_logprobs(smollm2, [request])
-    assert naive == pytest.approx([right, absurd], abs=1e-3)
+    assert naive == pytest.approx([right, absurd], abs=TOLERANCE)

@@ -1,8 +1,9 @@
 """The experiment file (`lem.toml`) and the one way its tables become a stage's settings.
 
-`stage_settings(plan, stage, flags)` is used by `lem run` for every stage and by each
-stage command's `--config`, so `lem train --config lem.toml` trains exactly what
-`lem run lem.toml` would train, with any flags given on top. What the file says is
+`stage_settings(plan, stage, flags)` (`resolve_stage`, then `check_stage`) is what each
+stage command's `--config` gets and what `lem run` gives every stage, so
+`lem train --config lem.toml` trains exactly what `lem run lem.toml` would train, with
+any flags given on top. What the file says is
 resolved here once: "base" as a model (the experiment's base), "brief" and "full" as
 the shipped kernels, "serve:base" as a judge served from the base model, relative paths
 against the file's directory, and every stage's output inside the run directory.
@@ -16,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lem.config import read_toml, resolve, setting
+from lem.config import check, read_toml, resolve, setting
 from lem.errors import LemError
 
 STAGES = ("generate", "train", "bench", "score", "report")
@@ -40,6 +41,9 @@ class Experiment:
     out: Path = setting(Path("lem-run"), "The run directory, relative to the file")
     base: str | None = setting(None, "The model to fine-tune: a directory, hub id or pypi:<name>")
     tuned: str = setting("lek", "The fine-tuned variant's name in results and reports")
+    root: Path | None = setting(
+        None, "The directory relative paths are read from", shown="the file's directory"
+    )
 
 
 @dataclass
@@ -94,10 +98,12 @@ def load_plan(
     for name in TABLES:
         if not isinstance(raw.get(name, {}), dict):
             raise LemError(f"{file}: [{name}] must be a table")
-    root = Path.cwd() if path is None else file.parent
     experiment = resolve(
         Experiment, raw.get("experiment", {}), {"out": out}, f"{source} [experiment]"
     )
+    root = Path.cwd() if path is None else file.parent
+    if experiment.root is not None:  # lem.resolved.toml names the original file's directory
+        root = root / experiment.root
     if experiment.base is None and need_base:
         raise LemError(f"{source} [experiment]: set base = the model to fine-tune")
     base = local(experiment.base, root) if experiment.base is not None else None
@@ -149,16 +155,22 @@ def _model(spec: str, plan: Plan) -> str:
 
 
 def _generate(plan: Plan, table: dict) -> dict:
-    from lem.kernel import default_kernel_dir
-
     if "teacher" in table:
         table["teacher"] = _model(table["teacher"], plan)
-    if table.get("kernel") in SHIPPED_KERNELS:
-        table["kernel"] = str(default_kernel_dir().parent / SHIPPED_KERNELS[table["kernel"]])
-    for key in ("kernel", "seeds"):
-        if key in table:
-            table[key] = _path(table[key], plan.root)
+    if "kernel" in table:
+        table["kernel"] = _kernel(table["kernel"], plan)
+    if "seeds" in table:
+        table["seeds"] = _path(table["seeds"], plan.root)
     return table | {"out": str(plan.stage_out("generate"))}
+
+
+def _kernel(value: Any, plan: Plan) -> Any:
+    """A kernel setting: "full" or "brief" (the shipped kernels), else a directory."""
+    from lem.kernel import default_kernel_dir
+
+    if value in SHIPPED_KERNELS:
+        return str(default_kernel_dir().parent / SHIPPED_KERNELS[value])
+    return _path(value, plan.root)
 
 
 def _train(plan: Plan, table: dict) -> dict:
@@ -171,6 +183,8 @@ def _train(plan: Plan, table: dict) -> dict:
 
 
 def _bench(plan: Plan, table: dict) -> dict:
+    from lem.bench.data import HUB
+
     models = dict(plan.models)
     given = table.get("models", {})
     if not isinstance(given, dict):
@@ -181,7 +195,9 @@ def _bench(plan: Plan, table: dict) -> dict:
     data = table.get("data", {})
     if not isinstance(data, dict):
         raise LemError(f"{plan.source} [bench]: data must be a table of benchmark = file")
-    table["data"] = {name: _path(value, plan.root) for name, value in data.items()}
+    table["data"] = {
+        name: value if value == HUB else _path(value, plan.root) for name, value in data.items()
+    }
     return table | {"models": models, "out": str(plan.stage_out("bench"))}
 
 
@@ -190,9 +206,11 @@ def _score(plan: Plan, table: dict) -> dict:
         table["judge"] = _model(table["judge"], plan)
     if "cache" in table:
         table["cache"] = _path(table["cache"], plan.root)
-    kernel = _generate(plan, dict(plan.tables["generate"])).get("kernel")
+    # The ethics rubric reads the kernel the training data was made with, unless told.
+    kernel = _kernel(table["kernel"], plan) if "kernel" in table else None
+    kernel = kernel or _generate(plan, dict(plan.tables["generate"])).get("kernel")
     if kernel is not None:
-        table.setdefault("kernel", kernel)
+        table["kernel"] = kernel
     data = _bench(plan, dict(plan.tables["bench"]))["data"]
     table |= {"results": [str(plan.stage_out("bench"))], "data": data}
     return table | {"out": str(plan.stage_out("score"))}
@@ -236,13 +254,51 @@ TABLE_RESOLVERS: dict[str, Callable[[Plan, dict], dict]] = {
 }
 
 
-def stage_settings(plan: Plan | None, stage: str, flags: Mapping[str, Any] | None = None) -> Any:
-    """A stage's settings: defaults < the plan's table (resolved as above) < flags."""
+def check_stage(plan: Plan, stage: str, settings: Any) -> None:
+    """The stage's own checks (names, specs, files that must exist, values that must
+    agree), with an error naming the experiment file and table. The tuned model is not
+    required to exist yet: the train stage makes it."""
+    where = f"{plan.source} [{stage}]"
+    try:
+        if stage == "generate":
+            from lem.generate import check_settings
+
+            check_settings(settings)
+        elif stage == "train":
+            from lem.train import check_settings
+
+            check_settings(settings)
+        elif stage == "bench":
+            from lem.bench.runner import check_settings
+
+            tuned = str(plan.tuned_model)
+            check_settings(settings, pending=[n for n, m in settings.models.items() if m == tuned])
+        elif stage == "score":
+            from lem.score import check_settings
+
+            check_settings(settings)
+        else:
+            check(settings, where)
+    except LemError as e:
+        raise LemError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
+
+
+def resolve_stage(plan: Plan | None, stage: str, flags: Mapping[str, Any] | None = None) -> Any:
+    """A stage's settings: defaults < the plan's table (resolved as above) < flags, each
+    value type- and range-checked."""
     cls = settings_class(stage)
     if plan is None:
         return resolve(cls, {}, flags, where=stage)
     table = TABLE_RESOLVERS[stage](plan, dict(plan.tables[stage]))
     return resolve(cls, table, flags, where=f"{plan.source} [{stage}]")
+
+
+def stage_settings(plan: Plan | None, stage: str, flags: Mapping[str, Any] | None = None) -> Any:
+    """`resolve_stage`, then, with a plan, `check_stage`."""
+    settings = resolve_stage(plan, stage, flags)
+    if plan is not None:
+        check_stage(plan, stage, settings)
+    return settings
 
 
 def settings_for(stage: str, config: Path | None, flags: Mapping[str, Any]) -> Any:

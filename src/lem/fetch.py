@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lem.errors import LemError
 from lem.gguf_import import IMPORT_RECORD, import_gguf
+from lem.store import check_output_dir
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ def fetch_model(
         raise LemError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
     spec = MODELS[name]
     cache = lem_home()
+    if out is not None:
+        check_output_dir(out)
     directory = Path(out) if out is not None else cache / "models" / f"{name}-{dtype}"
     if (directory / IMPORT_RECORD).is_file() and (directory / "config.json").is_file():
         return directory

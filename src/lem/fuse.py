@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lem.errors import LemError
-from lem.store import MANIFEST, Manifest, replace_dir, sha256_tree
+from lem.store import MANIFEST, Manifest, check_output_dir, replace_dir, sha256_tree
 
 GGUF_TYPES = ("llama", "mixtral", "mistral")  # what mlx_lm.gguf.convert_to_gguf writes
 GGUF_FILE = "model.gguf"
@@ -22,6 +22,7 @@ GGUF_FILE = "model.gguf"
 
 def _check_out(out: Path) -> None:
     """Only replace an empty directory or an earlier fuse output, never other files."""
+    check_output_dir(out)
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
         raise LemError(f"{out}: exists and is not a lem fuse output; choose another --out")
 
@@ -87,13 +88,13 @@ def fuse(
     from lem.models import load_model, read_config, resolve_model_path
 
     adapter, out = Path(adapter), Path(out)
+    _check_out(out)
     if not (adapter / "adapter_config.json").is_file():
         raise LemError(f"{adapter}: not an adapter directory (no adapter_config.json)")
     base_path = resolve_model_path(str(base))
     config = read_config(base_path)
     if export_gguf:
         _check_gguf(config, dequantize)
-    _check_out(out)
     loaded = load_model(base, adapter=adapter, dequantize=False)
     model, config = loaded.model, dict(loaded.config)
     fused = [

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from lem.errors import LemError
-from lem.store import replace_dir, sha256_file, write_json
+from lem.store import check_input_file, check_output_dir, replace_dir, sha256_file, write_json
 
 DTYPES = ("keep", "float32", "bfloat16", "float16")
 IMPORT_RECORD = "lem_import.json"
@@ -36,8 +36,7 @@ def supported_architectures() -> dict[str, str]:
 
 def read_header(path: Path) -> dict:
     """Check that `path` is a complete GGUF and return its architecture and name."""
-    if not path.is_file():
-        raise LemError(f"{path}: file not found")
+    check_input_file(path, "GGUF file")
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
@@ -76,6 +75,7 @@ def import_gguf(gguf: str | Path, out: str | Path, dtype: str = "float32") -> Pa
     gguf, out = Path(gguf), Path(out)
     if dtype not in DTYPES:
         raise LemError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    check_output_dir(out)
     header = read_header(gguf)
     supported = supported_architectures()
     arch = header["architecture"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lem.errors import LemError
-from lem.store import sha256_bytes
+from lem.store import decode_text, read_bytes, sha256_bytes
 
 KERNEL_TEXT = "kernel.md"
 AXIOMS_FILE = "axioms.json"
@@ -109,12 +109,12 @@ def load_kernel(directory: str | Path | None = None) -> Kernel:
             f"{AXIOMS_FILE} inside it)"
         )
     text_bytes = _read_bytes(directory / KERNEL_TEXT)
-    text = _decode(directory / KERNEL_TEXT, text_bytes)
+    text = decode_text(directory / KERNEL_TEXT, text_bytes)
     if not text.strip():
         raise LemError(f"{directory / KERNEL_TEXT}: empty; write the kernel's prose there")
     axioms_path = directory / AXIOMS_FILE
     axioms_bytes = _read_bytes(axioms_path)
-    data = parse_axioms(axioms_path, _decode(axioms_path, axioms_bytes))
+    data = parse_axioms(axioms_path, decode_text(axioms_path, axioms_bytes))
     return Kernel(
         directory=directory,
         text=text,
@@ -176,18 +176,11 @@ def check_kernel(directory: str | Path | None = None) -> dict[str, Any]:
 
 
 def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
+    if not path.exists():
         raise LemError(
             f"{path}: not found; a kernel directory holds {KERNEL_TEXT} and {AXIOMS_FILE}"
         )
-    return path.read_bytes()
-
-
-def _decode(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise LemError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8")
+    return read_bytes(path)
 
 
 def _validate(path: str | Path, data: Any) -> None:

@@ -166,6 +166,7 @@ def _resolve(name: str) -> Path:
                 f"{local}: not an MLX model directory (no config.json); "
                 "for a .gguf file run `lem model import FILE --out DIR` first"
             )
+        read_config(local)  # a damaged config.json is named here, not deep in a loader
         return local
     if _looks_like_path(name) or name.count("/") != 1:
         raise LemError(
@@ -245,5 +246,17 @@ def load_model(
 
 
 def read_config(path: str | Path) -> dict:
-    """A model directory's config.json."""
-    return json.loads((Path(path) / "config.json").read_text())
+    """A model directory's config.json; a damaged one is a one-line error naming it."""
+    from lem.store import read_text
+
+    file = Path(path) / "config.json"
+    try:
+        config = json.loads(read_text(file, "model config"))
+    except json.JSONDecodeError as e:
+        raise LemError(
+            f"{file}:{e.lineno}: not valid JSON ({e.msg}); the model directory is damaged: "
+            "restore the file or fetch the model again"
+        ) from None
+    if not isinstance(config, dict):
+        raise LemError(f"{file}: expected a JSON object; restore the file")
+    return config

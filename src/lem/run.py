@@ -1,8 +1,9 @@
 """`lem run`: generate -> train -> bench -> score -> report from one experiment file.
 
-Every stage's settings come from `lem.experiment.stage_settings`, the same function the
-stage commands' `--config` uses, and all of them are resolved and checked before any
-stage starts, so a bad value anywhere costs nothing and deletes nothing.
+Every stage's settings come from `lem.experiment` (`resolve_stage`, `check_stage`), as the
+stage commands' `--config` gets them, and all of them are resolved and checked (and the
+base model found) before any stage starts, so a bad value anywhere costs nothing and
+deletes nothing.
 
 Each stage has a fingerprint: a hash of its resolved settings, its external inputs
 (kernel, seeds, models by content, data files) and the fingerprints of the stages it
@@ -26,7 +27,8 @@ from typing import Any, TextIO
 
 from lem.config import to_dict
 from lem.errors import LemError
-from lem.experiment import STAGES, TABLES, Plan, load_plan, stage_settings
+from lem.experiment import STAGES, TABLES, Plan, check_stage, load_plan, resolve_stage
+from lem.models import resolve_model_path
 from lem.store import (
     atomic_write_text,
     locked,
@@ -221,8 +223,18 @@ def run_experiment(
         for name in names:
             if name not in STAGES:
                 raise LemError(f"{option} {name}: choose among {', '.join(STAGES)}")
-    # Every stage's settings are resolved and checked before anything runs or is deleted.
-    settings = {name: stage_settings(plan, name) for name in STAGES}
+    # Every stage's settings are resolved and checked before anything runs or is deleted:
+    # first each value (a typo or a range anywhere), then the base model is found, then
+    # each stage that will run is checked (names, specs, files that must exist).
+    settings = {name: resolve_stage(plan, name) for name in STAGES}
+    if not only or "train" in only:
+        try:
+            resolve_model_path(settings["train"].model)
+        except LemError as e:
+            raise LemError(f"{plan.source} [experiment] base: {e}") from None
+    for name in STAGES:
+        if not only or name in only:
+            check_stage(plan, name, settings[name])
     with locked(plan.out):
         _write_resolved(plan)
         return _run(plan, settings, force, only, stream, started)
@@ -269,14 +281,16 @@ def _run(plan: Plan, settings: dict, force, only, stream: TextIO, started: float
 
 
 def _write_resolved(plan: Plan) -> None:
-    """The experiment as run, as a valid experiment file: the tables as written, with
-    relative paths and "base" resolved in comments (re-running it gives the same run)."""
+    """The experiment as run, as a valid experiment file: the tables as written, with the
+    run directory, the base model and `root` (where relative paths are read from) made
+    absolute, and "base" resolved in comments; re-running it gives the same run."""
     import tomli_w
 
     tables = {t: dict(plan.raw.get(t, {})) for t in TABLES if t in plan.raw}
     tables["experiment"] = tables.get("experiment", {}) | {
         "out": str(plan.out.resolve()),
-        "base": plan.base,
+        "root": str(plan.root.resolve()),  # relative paths keep meaning what they meant
+        **({"base": plan.base} if plan.base is not None else {}),
     }
     header = [
         f"# lem run of {plan.source}, written {time.strftime('%Y-%m-%d %H:%M:%S')}",

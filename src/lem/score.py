@@ -28,6 +28,7 @@ from lem.errors import LemError
 from lem.judge import Usage
 from lem.store import (
     Manifest,
+    check_output_file,
     locked,
     read_jsonl,
     read_manifest,
@@ -175,13 +176,28 @@ def _check_items(res: Results, items: dict[str, dict]) -> None:
             )
 
 
+def check_settings(s: ScoreSettings) -> None:
+    """Every field's rules (for settings built in Python), then what they cannot see: a
+    judge spec that names a judge, a usable cache path and an existing kernel directory."""
+    from lem.kernel import load_kernel
+    from lem.models import parse_model_ref
+
+    check(s, "score")
+    if s.judge is not None:
+        parse_model_ref(s.judge, s.judge_base_url)
+    if s.cache is not None and s.use_cache:
+        check_output_file(s.cache, "--cache")
+    if s.kernel is not None:
+        load_kernel(s.kernel)
+
+
 def score(settings: ScoreSettings, client: ChatClient | None = None) -> ScoreReport:
     """Score `settings.results` into `settings.out`; see the module docstring.
 
     `client` replaces the judge client built from `settings.judge` (tests, or a shared
     client); a client passed in is not closed.
     """
-    check(settings, "score")
+    check_settings(settings)
     loaded = load_results(settings.results)
     outputs = _output_paths(loaded, settings.out)
     benches = list({r.bench.name: r.bench for r in loaded}.values())

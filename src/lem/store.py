@@ -13,6 +13,7 @@ so a model directory is read in full once, not at every run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lem.errors import LemError
 
@@ -143,19 +144,29 @@ def check_input_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
-def read_text(path: str | Path, what: str = "file") -> str:
-    """A UTF-8 text file's contents (a BOM is dropped); one-line errors naming file and line."""
-    path = check_input_file(path, what)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise LemError(f"{path}: cannot read ({e.strerror})")
+def decode_text(path: str | Path, data: bytes) -> str:
+    """A whole file's bytes as UTF-8 text (a BOM is dropped); a bad byte is a LemError
+    naming the file, line and column."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         for number, raw in enumerate(data.splitlines(keepends=True), 1):
             decode_line(path, number, raw)
         raise  # unreachable: some line holds the bad byte
+
+
+def read_bytes(path: str | Path, what: str = "file") -> bytes:
+    """An existing regular file's bytes; one-line errors for what is there instead."""
+    path = check_input_file(path, what)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise LemError(f"{path}: cannot read ({e.strerror})")
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file's contents (a BOM is dropped); one-line errors naming file and line."""
+    return decode_text(path, read_bytes(path, what))
 
 
 def iter_lines(path: str | Path, what: str = "file") -> Iterator[tuple[int, str]]:
@@ -239,9 +250,12 @@ class JsonlAppender:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        repair_tail(self.path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            repair_tail(self.path)
+            self._file = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            raise write_error(self.path, e)
 
     def write(self, record: dict) -> None:
         # One write call per complete line, then fsync: a kill leaves whole lines only,
@@ -271,12 +285,16 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
 def write_error(path: str | Path, error: OSError) -> LemError:
     """An OSError at write time (a full disk, no permission) as one line naming the path."""
     why = error.strerror or type(error).__name__
-    hint = "; free some space and run again" if error.errno == 28 else ""
+    hint = "; free some space and run again" if error.errno in (errno.ENOSPC, errno.EDQUOT) else ""
     return LemError(f"{path}: cannot write ({why}){hint}")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a file under a temporary name and rename it into place; never half a file."""
+    """Write a file under a temporary name and rename it into place; never half a file.
+
+    A failed write removes its temporary file; one left by a killed writer
+    (`.NAME.tmp<pid>` of a process that is gone) is removed by the next write.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -290,6 +308,22 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise write_error(path, e)
+    for stale in path.parent.glob(f".{path.name}.tmp*"):
+        pid = stale.name.rpartition(".tmp")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists (this one included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def replace_dir(tmp: str | Path, target: str | Path) -> None:
@@ -414,9 +448,11 @@ def verify_manifest(path: str | Path) -> list[str]:
     """Re-hash a manifest's outputs; return one line per problem (empty when all match)."""
     path = Path(path)
     try:
-        body = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return [f"{path}: unreadable manifest ({e})"]
+        body = read_json(path)
+    except LemError as e:
+        return [str(e)]
+    if not isinstance(body, dict) or not isinstance(body.get("outputs", {}), dict):
+        return [f"{path}: not a lem manifest; restore or delete it"]
     problems = []
     for rel, expected in body.get("outputs", {}).items():
         target = path.parent / rel
@@ -441,8 +477,6 @@ def locked(directory: str | Path) -> Iterator[Path]:
     taken. Re-entrant within one process (`lem run` holds its run directory while each
     stage locks its own).
     """
-    import fcntl
-
     directory = Path(directory)
     check_output_dir(directory)
     created = not directory.exists()
@@ -456,17 +490,7 @@ def locked(directory: str | Path) -> Iterator[Path]:
         finally:
             _HELD[key] -= 1
         return
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        raise LemError(
-            f"{directory}: in use by another lem process (pid {holder}); wait for it to "
-            "finish or use another output directory"
-        )
+    handle = _acquire(directory, path)
     try:
         handle.seek(0)
         handle.truncate()
@@ -477,6 +501,42 @@ def locked(directory: str | Path) -> Iterator[Path]:
     finally:
         _HELD.pop(key, None)
         if created and [p.name for p in directory.iterdir()] == [LOCK_FILE]:
-            path.unlink()  # a command that wrote nothing leaves no directory behind
-            directory.rmdir()
+            with contextlib.suppress(OSError):  # another process may be starting in it
+                path.unlink()  # a command that wrote nothing leaves no directory behind
+                directory.rmdir()
         handle.close()  # closing releases the flock
+
+
+def _acquire(directory: Path, path: Path) -> TextIO:
+    """Open and flock the lock file, or raise the one-line error naming its holder.
+
+    The lock is checked to still be the file at `path` once held: a holder that removed
+    it on its way out (see `locked`) leaves a lock on a file nobody else can find.
+    """
+    import fcntl
+
+    while True:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")
+        except FileNotFoundError:
+            continue  # the last holder removed its empty directory just now
+        except OSError as e:
+            raise write_error(path, e)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise LemError(
+                f"{directory}: in use by another lem process (pid {holder}); wait for it to "
+                "finish or use another output directory"
+            )
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle.fileno()).st_ino:
+            return handle
+        handle.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -416,9 +416,10 @@ def write_manifest(out: Path, settings: BenchSettings, pairs: list[Pair]) -> Pat
     return manifest.write(out)
 
 
-def check_settings(settings: BenchSettings) -> None:
+def check_settings(settings: BenchSettings, pending: Collection[str] = ()) -> None:
     """Every field's rules (for settings built in Python), then names, models and limits
-    that must agree."""
+    that must agree. `pending`: models an earlier stage will make (`lem run`'s tuned
+    model), so their directories need not exist yet."""
     check(settings, "bench")
     if not settings.benchmarks:
         raise LemError("give at least one --benchmark")
@@ -441,7 +442,8 @@ def check_settings(settings: BenchSettings) -> None:
         if value != HUB and not Path(value).exists():
             raise LemError(f"{value}: data file not found (--data {name}=...)")
     for name, spec in settings.models.items():
-        parse_model(name, spec)
+        if name not in pending:
+            parse_model(name, spec)
 
 
 def limit_for(bench: Benchmark, settings: BenchSettings) -> int | None:

@@ -6,6 +6,7 @@ dependencies (mlx, datasets, SDKs) load only where they are used.
 
 from __future__ import annotations
 
+import errno
 import importlib
 
 import click
@@ -24,6 +25,7 @@ COMMANDS = {
     "bench": "lem.cli.bench:bench",
     "train": "lem.cli.train:train",
     "fuse": "lem.cli.fuse:fuse",
+    "abliterate": "lem.cli.abliterate:abliterate",
     "score": "lem.cli.score:score",
     "report": "lem.cli.report:report",
     "run": "lem.cli.run:run",
@@ -37,6 +39,7 @@ ORDER = [
     "generate",
     "train",
     "fuse",
+    "abliterate",
     "bench",
     "score",
     "report",
@@ -47,6 +50,9 @@ ORDER = [
 ]
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 class UserError(click.ClickException):
     """A LemError on its way out: one line on stderr, exit code 2."""
 
@@ -54,7 +60,7 @@ class UserError(click.ClickException):
 
 
 class LemGroup(click.Group):
-    """Loads commands lazily and turns LemError into a one-line error with exit code 2."""
+    """Loads commands lazily; a LemError or a usage error becomes one line, exit code 2."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = list(COMMANDS)
@@ -72,6 +78,21 @@ class LemGroup(click.Group):
             return super().invoke(ctx)
         except LemError as e:
             raise UserError(str(e)) from None
+        except OSError as e:
+            # A full or read-only disk met by a write lem does not make itself (a library
+            # saving a plot or weights): still one line naming the path. Other OSErrors
+            # may be bugs and keep their traceback.
+            if e.errno not in DISK_FULL:
+                raise
+            from lem.store import write_error
+
+            raise UserError(str(write_error(e.filename or "an output file", e))) from None
+        except click.UsageError as e:
+            if e.ctx is None:
+                raise
+            # click would print the usage and a hint on lines of their own: fold them in.
+            message = e.format_message().rstrip(".")
+            raise click.UsageError(f"{message} (`{e.ctx.command_path} -h` for help)") from None
 
 
 @click.group(cls=LemGroup, context_settings={"help_option_names": ["-h", "--help"]})

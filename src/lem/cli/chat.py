@@ -18,8 +18,8 @@ import click
     help="Put this kernel (kernel.md + axioms.json) in context as the system message.",
 )
 @click.option("--prompt", "-p", help="Ask one question, print the answer, and exit.")
-@click.option("--max-tokens", default=512, show_default=True, type=int)
-@click.option("--temperature", default=0.0, show_default=True, type=float)
+@click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(min=1))
+@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(min=0))
 def chat(
     model: str,
     adapter: Path | None,

@@ -26,7 +26,9 @@ from lem.generate.gates import GATES
 from lem.generate.plan import PlanItem, build_plan
 from lem.generate.prompts import TEMPLATE_VERSION, VOICES, teacher_messages
 from lem.generate.reference import REFERENCE
-from lem.store import locked, sha256_json
+from lem.kernel import AXIOMS_FILE, KERNEL_TEXT
+from lem.models import parse_model_ref
+from lem.store import check_input_file, locked, sha256_json
 
 
 @dataclass
@@ -77,15 +79,23 @@ class GenerateReport:
 
 
 def check_settings(s: GenerateSettings) -> None:
-    """Every field's rules (for settings built in Python), then what they cannot see."""
+    """Every field's rules (for settings built in Python), then what they cannot see: a
+    teacher spec that names a teacher, and a kernel directory and seeds file that exist."""
     check(s, "generate")
     if not s.teacher:
-        raise LemError("generate: no teacher; pass --teacher (reference, mlx/<dir>, gemini/...)")
+        raise LemError("no teacher; pass --teacher (reference, mlx/<dir>, gemini/...)")
+    if s.teacher != REFERENCE:
+        parse_model_ref(s.teacher, s.teacher_base_url)
+    if s.kernel is not None and not Path(s.kernel).is_dir():
+        raise LemError(
+            f"{s.kernel}: not a kernel directory (expected {KERNEL_TEXT} and {AXIOMS_FILE} "
+            "inside it)"
+        )
+    if s.seeds is not None:
+        check_input_file(s.seeds, "seeds file")
 
 
-def teacher_identity(
-    settings: GenerateSettings, kernel, client: ChatClient | None = None
-) -> dict:
+def teacher_identity(settings: GenerateSettings, kernel, client: ChatClient | None = None) -> dict:
     """Who answers: the reference answers' hashes, the teacher model's identity, or (for a
     client handed in by the caller) that client's spec."""
     if client is not None:

@@ -2,10 +2,12 @@
 seed, as the kernel asks a good assistant to answer (package data, keyed by seed id).
 
 They are what users without an API key, the tests and `lem run --quick` train on. They
-were written against one version of the kernel; `written_against.json` records its
-hashes, and a run whose kernel differs is refused (the answers would teach another
-kernel than the one in use) instead of silently used. Their hashes are the teacher's
-identity in the manifest, and `lem verify` re-checks the files against them.
+were written against one version of the kernel; the folder's `manifest.json` records
+the kernel's hashes (as inputs) and the answers' hash (as output), and a run whose kernel
+differs is refused (the answers would teach another kernel than the one in use) instead
+of silently used. The answers' hash is part of the teacher's identity in every generate
+manifest, and `lem verify` re-checks the file against its manifest. After editing the
+answers, re-record the manifest: `python -m lem.generate.reference`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from pathlib import Path
 
 from lem.errors import LemError
 from lem.generate.plan import PlanItem
-from lem.store import iter_jsonl, read_json, sha256_file
+from lem.store import Manifest, iter_jsonl, read_manifest, sha256_file
 
 REFERENCE = "reference"  # the teacher spec
 ANSWERS = "answers.jsonl"
-WRITTEN_AGAINST = "written_against.json"
 
 
 @dataclass
@@ -58,10 +59,28 @@ def load_reference(directory: Path | None = None) -> Reference:
         if seed in answers:
             raise LemError(f"{path}:{number}: a second answer for {seed}")
         answers[seed] = answer
-    against = read_json(directory / WRITTEN_AGAINST)
+    against = read_manifest(directory, "reference")["inputs"]
     return Reference(
         answers, directory, sha256_file(path), against["kernel.md"], against["axioms.json"]
     )
+
+
+def record_manifest(directory: Path | None = None, kernel=None) -> Path:
+    """Write the folder's manifest: the kernel the answers were written against (default:
+    the shipped one), the answers' hash, and counts."""
+    from lem.kernel import load_kernel
+
+    directory = directory if directory is not None else reference_dir()
+    kernel = kernel if kernel is not None else load_kernel()
+    answers = [row for _, row in iter_jsonl(directory / ANSWERS)]
+    words = sorted(len(r["answer"].split()) for r in answers)
+    return Manifest(
+        stage="reference",
+        inputs={"kernel.md": kernel.text_sha256, "axioms.json": kernel.axioms_sha256},
+        outputs={ANSWERS: ""},
+        counts={"answers": len(answers), "words": {"min": words[0], "max": words[-1]}},
+        extra={"written_against": str(kernel.directory.name)},
+    ).write(directory)
 
 
 def check_kernel(reference: Reference, kernel) -> None:
@@ -90,3 +109,7 @@ def reference_state(plan: list[PlanItem], reference: Reference) -> dict[str, dic
             state[item.id] = {"text": answer, "finish_reason": "stop", "status": "ok"}
             state[item.id] |= {"error": None, "round": 0}
     return state
+
+
+if __name__ == "__main__":
+    print(record_manifest())

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lem.errors import LemError
 from lem.store import sha256_json
 
 SCHEMA = """
@@ -63,11 +64,17 @@ class VerdictCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute(SCHEMA)
-        self._db.commit()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db.execute(SCHEMA)
+            self._db.commit()
+        except (OSError, sqlite3.Error) as e:
+            raise LemError(
+                f"{self.path}: cannot be used as the verdict cache ({e}); give another "
+                "--cache file or --no-cache"
+            ) from None
 
     def get(self, key: str) -> Cached | None:
         with self._lock:
