@@ -1,57 +1,38 @@
 """Multiple-choice log-likelihood scoring: lem's batched shared-prefix path vs one pass per choice.
 
-The same SmolLM2-135M model (loaded once), TruthfulQA-MC-shaped requests (the harness's
-six-question QA primer, then the question; the true and false answers as choices, at
-most --choices of them), side by side in one run: `lem.loglik.continuation_logprobs`
-(primer computed once, each question once, all choices of several questions in one
-forward pass) vs `naive_continuation_logprobs` (one forward pass over context + choice
-per choice, as a plain harness-style loop does). Both must give the same numbers.
-Usage: python perf/loglik.py [--n 24] [--choices 8] [--batch-size 64] [--data FILE]
---data takes lem's TruthfulQA JSONL layout or the TruthfulQA CSV; the default is lem's
-own sample items, repeated with numbered questions to reach --n.
+The same SmolLM2-135M model (loaded once), the first --n TruthfulQA MC items of the data
+shipped with lem, as `lem bench -b truthfulqa_mc` asks them (the authors' six-question QA
+primer, then the question; every true and false answer a choice, at most --choices of
+them), side by side in one run: `lem.loglik.continuation_logprobs` (primer computed once,
+each question once, all choices of several questions in one forward pass) vs
+`naive_continuation_logprobs` (one forward pass over context + choice per choice, as a
+plain harness-style loop does). Both must give the same numbers.
+Usage: python perf/loglik.py [--n 24] [--choices 8] [--batch-size 32]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import time
-from pathlib import Path
 
 import lem  # noqa: F401  (before mlx: the CPU fast path)
 
-SAMPLES = Path(lem.__file__).parent / "data" / "samples" / "truthfulqa.jsonl"
 
+def make_requests(n: int, most: int):
+    """n TruthfulQA MC requests (true answers first) and how many of each request's are true."""
+    from lem.bench import get_benchmark
+    from lem.bench.truthfulqa_mc import choices
+    from lem.loglik import Request
 
-def read_items(path: Path) -> list[dict]:
-    """TruthfulQA rows as {question, correct_answers, incorrect_answers}, JSONL or CSV."""
-    if path.suffix == ".csv":
-        with path.open(newline="") as f:
-            return [
-                {
-                    "question": r["Question"],
-                    "correct_answers": [a.strip() for a in r["Correct Answers"].split(";")],
-                    "incorrect_answers": [a.strip() for a in r["Incorrect Answers"].split(";")],
-                }
-                for r in csv.DictReader(f)
-            ]
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def make_requests(items: list[dict], n: int, most: int):
-    """n MC2-shaped requests (true answers first) and how many of each request's are true."""
-    from lem.loglik import Request, choices, truthfulqa_context
-
+    items = get_benchmark("truthfulqa_mc").load()[:n]
     requests, n_true = [], []
-    for i in range(n):
-        item = items[i % len(items)]
-        question = item["question"] if i < len(items) else f"({i}) {item['question']}"
-        true = [a for a in item["correct_answers"] if a][: most // 2]
-        false = [a for a in item["incorrect_answers"] if a][: most - len(true)]
-        requests.append(Request(truthfulqa_context(question), choices(true + false)))
-        n_true.append(len(true))
+    for item in items:
+        c = choices(item)
+        keep = [i for i, t in enumerate(c.true) if t][: most // 2]
+        keep += [i for i, t in enumerate(c.true) if not t][: most - len(keep)]
+        requests.append(Request(c.context, [c.continuations[i] for i in keep]))
+        n_true.append(sum(c.true[i] for i in keep))
     return requests, n_true
 
 
@@ -65,21 +46,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--choices", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--data", type=Path, default=SAMPLES)
+    parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
+    from lem.bench.scorers import mc2
     from lem.fetch import fetch_model
-    from lem.loglik import (
-        continuation_logprobs,
-        encode_request,
-        mc2_true_mass,
-        naive_continuation_logprobs,
-    )
+    from lem.loglik import continuation_logprobs, encode_request, naive_continuation_logprobs
     from lem.models import load_model
 
     loaded = load_model(fetch_model())
-    requests, n_true = make_requests(read_items(args.data), args.n, args.choices)
+    requests, n_true = make_requests(args.n, args.choices)
     naive_continuation_logprobs(loaded, requests[:1])  # kernels built, caches warm
     continuation_logprobs(loaded, requests[:2], batch_size=args.batch_size)
 
@@ -95,8 +71,8 @@ def main() -> None:
         for ra, rb in zip(batched, naive, strict=True)
         for a, b in zip(ra, rb, strict=True)
     ]
-    mc2 = [
-        abs(mc2_true_mass(a[:k], a[k:]) - mc2_true_mass(b[:k], b[k:]))
+    mc2_diff = [
+        abs(mc2(a, [i < k for i in range(len(a))]) - mc2(b, [i < k for i in range(len(b))]))
         for a, b, k in zip(batched, naive, n_true, strict=True)
     ]
     same_best = sum(
@@ -117,7 +93,7 @@ def main() -> None:
     print(f"  {'speed-up (same work, wall clock)':<40} {naive_s / lem_s:8.2f}x")
     mean = sum(diff) / len(diff)
     print(f"  {'max |log-prob difference|':<40} {max(diff):10.2e}  (mean {mean:.2e})")
-    print(f"  {'max |MC2 difference|':<40} {max(mc2):10.2e}")
+    print(f"  {'max |MC2 difference|':<40} {max(mc2_diff):10.2e}")
     print(f"  {'same top choice':<40} {same_best:>4}/{len(requests)}")
 
 

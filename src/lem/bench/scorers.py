@@ -121,11 +121,12 @@ def mc1(
     best: int,
     among: Sequence[bool] | None = None,
 ) -> int:
-    """1 when the best true answer outscores every false answer `among` the MC1 set
-    (all choices when None); a tie counts as wrong."""
+    """1 when the best true answer scores at least as high as every false answer `among`
+    the MC1 set (all choices when None). A tie goes to the best answer, as the harness's
+    argmax over [best, *false] gives it."""
     among = among if among is not None else [True] * len(logprobs)
     false = [lp for lp, t, a in zip(logprobs, true, among, strict=True) if a and not t]
-    return int(not false or logprobs[best] > max(false))
+    return int(not false or logprobs[best] >= max(false))
 
 
 def mc2(logprobs: Sequence[float], true: Sequence[bool]) -> float:
