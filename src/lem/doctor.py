@@ -23,11 +23,14 @@ class Report:
     versions: dict[str, str]
     keys: dict[str, bool]
     hints: list[str]
+    distributed: str = ""  # backends in this MLX build and the group this process is in
 
 
 def diagnose() -> Report:
     """Measure and collect everything `lem doctor` prints."""
     import mlx.core as mx
+
+    from lem.distributed import describe
 
     state = blas.state()
     device = mx.default_device()
@@ -54,6 +57,7 @@ def diagnose() -> Report:
         versions=versions(),
         keys=keys,
         hints=hints,
+        distributed=describe(),
     )
 
 
@@ -66,6 +70,7 @@ def format_report(r: Report) -> str:
             f"{r.blas_library} ({r.blas_detail})" if r.blas_library else r.blas_detail,
         ),
         ("matmul", f"{r.gflops:.1f} GFLOPS (float32, 512x576x1536)"),
+        ("distributed", r.distributed),
         *[(k, v) for k, v in r.versions.items()],
         *[(k, "set" if v else "not set") for k, v in r.keys.items()],
         ("executable", sys.executable),

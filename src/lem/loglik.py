@@ -19,7 +19,7 @@ several requests are scored in one forward pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from lem.errors import LemError
@@ -163,12 +163,15 @@ def continuation_logprobs(
     requests: Sequence[Request],
     batch_size: int = 32,
     on_result: Callable[[int, list[float]], None] | None = None,
+    only: Collection[int] | None = None,
 ) -> list[list[float]]:
     """Per request, the summed log-probability of each continuation's tokens given the context.
 
     `batch_size` caps the continuations scored in one forward pass. `on_result(index,
     logprobs)` is called as each request is scored (in packing order); the list returned
-    is in request order.
+    is in request order. `only`: score just the packs holding these requests (another
+    process scores the rest); packs are planned over all `requests`, so every number is
+    the one a run over all of them computes. Requests in no scored pack stay None.
     """
     import mlx.core as mx
 
@@ -181,12 +184,15 @@ def continuation_logprobs(
     skip = shared_prefix_length([r.context for r in encoded])
     shared = prefill_cache(loaded, encoded[0].context[:skip])
     results: list[list[float] | None] = [None] * len(encoded)
+    wanted = set(range(len(encoded)) if only is None else only)
     for pack in plan_packs(encoded, batch_size):
+        if wanted.isdisjoint(pack):
+            continue
         scored = _score_pack(loaded.model, shared, skip, [encoded[i] for i in pack])
         mx.clear_cache()
         for i, logprobs in zip(pack, scored, strict=True):
             results[i] = logprobs
-            if on_result is not None:
+            if on_result is not None and i in wanted:
                 on_result(i, logprobs)
     return results  # type: ignore[return-value]
 

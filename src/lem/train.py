@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -253,15 +254,23 @@ class _Prepared:
     checkpoint: Path | None
 
 
-def prepare(s: TrainSettings, resume: bool = False, writer: bool = True) -> _Prepared:
+def prepare(
+    s: TrainSettings, resume: bool = False, writer: bool = True, processes: int = 1
+) -> _Prepared:
     """Every check that bad input can fail, before anything is written or trained.
 
     `writer` is False on the ranks of a distributed run other than 0: they read the
-    data and the model, and leave the output directory to rank 0.
+    data and the model, and leave the output directory to rank 0. `processes`: the
+    group's size; each process takes a share of every batch.
     """
     from lem.models import load_model, resolve_model_path
 
     check_settings(s)
+    if s.batch_size < processes:
+        raise LemError(
+            f"batch_size {s.batch_size}: each of the {processes} processes needs at least "
+            "one example per step; raise --batch-size (it is the global batch)"
+        )
     splits = read_splits(s.data, s.batch_size)
     stage_file = _check_stage(s)
     checkpoint = prepare_out(Path(s.out), resume) if writer else None
@@ -301,21 +310,34 @@ def train(
     """
     import mlx.core as mx
 
+    from lem.distributed import agree
+
     s, out, started = settings, Path(settings.out), time.perf_counter()
     stream = stream if stream is not None else sys.stderr
     group = mx.distributed.init()
     writer = group.rank() == 0
-    if writer:
-        check_output_dir(out)
-    with locked(out) if writer else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+
+        def take_out() -> None:  # rank 0 owns OUT; the other ranks write nothing
+            if writer:
+                check_output_dir(out)
+                stack.enter_context(locked(out))
+
+        agree(group, take_out)
         return _train(s, out, started, stream, group, resume, callback)
 
 
 def _train(s, out: Path, started: float, stream, group, resume: bool, callback) -> TrainReport:
     from lem import train_loop
+    from lem.distributed import agree, broadcast_json, in_turn
+    from lem.models import resolve_model_path
 
     writer = group.rank() == 0
-    p = prepare(s, resume, writer)
+    if s.model:  # a pypi: model is imported by one rank at a time (a shared cache)
+        in_turn(group, lambda: resolve_model_path(s.model))
+    p = agree(group, lambda: prepare(s, resume, writer, group.size()))
+    if group.size() > 1:
+        agree(group, partial(_same_inputs, broadcast_json(group, p.inputs), p.inputs, group.rank()))
     settings_dict = to_dict(s)
     fingerprint = {
         "settings": {k: v for k, v in settings_dict.items() if k not in COSMETIC},
@@ -355,6 +377,16 @@ def _train(s, out: Path, started: float, stream, group, resume: bool, callback) 
     report.wall_seconds = time.perf_counter() - started
     _write_manifest(s, p, report)
     return report
+
+
+def _same_inputs(first: dict[str, str], mine: dict[str, str], rank: int) -> None:
+    """Every rank trains on the files rank 0 trains on (each machine reads its own copy)."""
+    differ = sorted(k for k in first.keys() | mine.keys() if first.get(k) != mine.get(k))
+    if differ:
+        raise LemError(
+            f"rank {rank}: {', '.join(differ)} differ from rank 0's; every machine needs the "
+            "same training data and base model at the same paths"
+        )
 
 
 def _report(run, state) -> TrainReport:

@@ -15,14 +15,13 @@ run reads the checkpoint on rank 0 and sends it to the other ranks.
 
 from __future__ import annotations
 
+import io
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from lem.errors import LemError
 from lem.progress import Progress
 from lem.store import JsonlAppender
 from lem.train_data import BatchPlan, Example, collate, validation_batches
@@ -107,6 +106,7 @@ def start(run: Run, stage_file: Path | None, ckpt: Path | None, resume: bool) ->
     `resume`) from the checkpoint `ckpt`, which rank 0 reads and sends to the others."""
     import mlx.core as mx
 
+    from lem.distributed import agree
     from lem.train import make_trainable
 
     mx.random.seed(run.s.seed)  # LoRA initialisation draws from it
@@ -114,27 +114,36 @@ def start(run: Run, stage_file: Path | None, ckpt: Path | None, resume: bool) ->
     if stage_file is not None:
         load_trainable(run.model, stage_file)
     run.optimizer.init(run.model.trainable_parameters())
-    state = RunState()
-    if ckpt is not None and run.writer:
-        saved = restore_checkpoint(ckpt, run.model, run.optimizer, run.fingerprint)
-        state = RunState(step=saved["step"], resumed_from=saved["step"], **saved["counters"])
-        trim_metrics(run.out / "metrics.jsonl", state.step)
-    elif run.writer and (run.out / "metrics.jsonl").exists():
-        (run.out / "metrics.jsonl").unlink()
+    state = agree(run.group, lambda: _restore(run, ckpt))
     if run.world > 1:
         _share_start(run, state, resuming=resume)
     return state
 
 
+def _restore(run: Run, ckpt: Path | None) -> RunState:
+    """Rank 0: the checkpoint's weights, optimizer state and RunState (or a fresh start)."""
+    if not run.writer:
+        return RunState()
+    if ckpt is None:
+        if (run.out / "metrics.jsonl").exists():
+            (run.out / "metrics.jsonl").unlink()
+        return RunState()
+    saved = restore_checkpoint(ckpt, run.model, run.optimizer, run.fingerprint)
+    trim_metrics(run.out / "metrics.jsonl", saved["step"])
+    return RunState(step=saved["step"], resumed_from=saved["step"], **saved["counters"])
+
+
 def _share_start(run: Run, state: RunState, resuming: bool) -> None:
-    """Give every rank rank 0's weights, optimizer state and step (after a resume)."""
+    """Give every rank rank 0's weights, and after a resume its optimizer state and RunState."""
     import mlx.core as mx
+
+    from lem.distributed import broadcast_json
 
     run.model.update(broadcast(run, run.model.trainable_parameters()))
     if resuming:
         run.optimizer.state = broadcast(run, run.optimizer.state)
-        step = all_sum(run, mx.array(state.step if run.writer else 0)).item()
-        state.step = state.resumed_from = int(step)
+        for key, value in broadcast_json(run.group, asdict(state)).items():
+            setattr(state, key, value)
     mx.eval(run.model.parameters(), run.optimizer.state)
 
 
@@ -151,24 +160,23 @@ def local_loss(model: Any, batch: Any, trained: Any, total: Any) -> tuple[Any, A
 
 
 def evaluate(run: Run) -> float:
-    """Validation loss over the fixed validation batches (shared out across ranks)."""
-    from mlx_lm.tuner.trainer import evaluate as mlx_evaluate
+    """Validation loss over the fixed validation batches, shared out across ranks: the
+    summed cross-entropy over the summed count of trained tokens, as one process sums them."""
+    import mlx.core as mx
 
     from lem.train import masked_loss
 
     plan = validation_batches(run.val_set, run.s.batch_size, run.s.seed, run.s.val_batches)
-    mine = plan[run.rank :: run.world]
-
-    def batches(**_: Any) -> Iterator:
-        for group in mine:
-            yield collate([run.val_set[i] for i in group], run.s.max_seq_length)
-
-    # mlx-lm's evaluate sums losses and token counts over the ranks of the default group.
-    loss = mlx_evaluate(
-        run.model, None, run.s.batch_size, -1, loss=masked_loss, iterate_batches=batches
-    )
+    run.model.eval()
+    total, tokens = mx.array(0.0), mx.array(0.0)
+    for group in plan[run.rank :: run.world]:
+        batch, trained = collate([run.val_set[i] for i in group], run.s.max_seq_length)
+        loss, toks = masked_loss(run.model, batch, trained)
+        total, tokens = total + loss * toks, tokens + toks
+        mx.eval(total, tokens)
+    total, tokens = all_sum(run, mx.stack([total, tokens]))
     run.model.train()
-    return loss
+    return (total / tokens).item()
 
 
 def loop(run: Run, state: RunState) -> RunState:
@@ -178,8 +186,6 @@ def loop(run: Run, state: RunState) -> RunState:
     from mlx.utils import tree_map
 
     s, model = run.s, run.model
-    if s.batch_size < run.world:
-        raise LemError(f"batch_size {s.batch_size} is smaller than the {run.world} processes")
     loss_and_grad = nn.value_and_grad(model, local_loss)
     compiled = [model.state, run.optimizer.state, mx.random.state]
 
@@ -192,7 +198,8 @@ def loop(run: Run, state: RunState) -> RunState:
         return loss, toks
 
     plan = BatchPlan(run.train_set, s.batch_size, s.seed)
-    progress = Progress("train", run.steps, done=state.step, stream=run.stream, interval=0)
+    stream = run.stream if run.writer else io.StringIO()  # rank 0 speaks for the group
+    progress = Progress("train", run.steps, done=state.step, stream=stream, interval=0)
     window = {"loss": 0.0, "tokens": 0, "seconds": 0.0, "steps": 0}
     metrics = JsonlAppender(run.out / "metrics.jsonl") if run.writer else None
     model.train()
@@ -201,7 +208,8 @@ def loop(run: Run, state: RunState) -> RunState:
             validate(run, state, 0, metrics)
         for it in range(state.step + 1, run.steps + 1):
             tic = time.perf_counter()
-            mx.random.seed(s.seed * 1_000_003 + it)  # dropout masks depend on (seed, step) only
+            # Dropout masks depend on (seed, step, rank) only; each rank draws its own.
+            mx.random.seed((s.seed * 1_000_003 + it) * run.world + run.rank)
             mine = plan.indices(it - 1)[run.rank :: run.world]
             batch, trained = collate([run.train_set[i] for i in mine], s.max_seq_length)
             total = all_sum(run, trained[:, 1:].sum())

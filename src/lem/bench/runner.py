@@ -7,11 +7,16 @@ next. Each result is appended to `OUT/<benchmark>_<model>.jsonl` as soon as it i
 (fsync per line), so a killed run loses at most the results in flight, and a re-run
 skips the ids already there. Every line carries `gen_config`, the hash of everything
 that shaped it; a re-run whose config differs is refused before any model is loaded, so
-old and new results are never mixed. OUT is locked while a run writes it.
+old and new results are never mixed. OUT is locked while a run writes it. A complete
+results file lists its items in item order.
+
+Under `mlx.launch` (or `lem bench -n N`) the ranks share out each pair's missing items
+(`lem.bench.shards`); rank 0 owns OUT, its lock, the results files and the manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Collection
@@ -24,16 +29,19 @@ from lem.bench import get_benchmark
 from lem.bench.data import HUB, Selection, load_items
 from lem.bench.definition import Benchmark
 from lem.config import check, setting
+from lem.distributed import agree, barrier, in_turn
 from lem.errors import LemError
 from lem.models import ModelRef, parse_model_ref
 from lem.store import (
     JsonlAppender,
     Manifest,
+    iter_jsonl,
     locked,
     read_done,
     read_manifest,
     sha256_json,
     sha256_tree,
+    write_jsonl,
 )
 
 # Base models (no chat template) get a plain completion. They do not stop by themselves
@@ -45,6 +53,7 @@ COMPLETION = {
 }
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ADAPTER = ":adapter="
+PARTS = ".parts"  # OUT/.parts: each rank's share of a distributed run (lem.bench.shards)
 
 
 @dataclass
@@ -95,6 +104,9 @@ class Pair:
     path: Path
     done: dict[str, dict]  # id -> result line, for the selected ids already in the file
     replace: bool = False  # `path` holds another config's results: write aside, then swap
+    # A rank's share: the missing items of the whole run, which log-likelihood packs
+    # are planned over (so each rank packs as a single process does).
+    together: list[dict] | None = None
 
     @property
     def todo(self) -> list[dict]:
@@ -107,14 +119,31 @@ class Pair:
         return self.path.with_name(f".{self.path.name}.new") if self.replace else self.path
 
     def finish(self) -> None:
-        """Swap a completed replacement into place (the old results stay until then)."""
-        if self.replace and not self.todo:
+        """Once complete: swap a replacement into place (the old results stay until then)
+        and list the results in item order, however they were made (finishing order, a
+        resumed run, several processes)."""
+        if self.todo:
+            return
+        if self.replace:
             os.replace(self.target, self.path)
             self.replace = False
+        in_item_order(self.path, [item["id"] for item in self.selection.items])
 
     @property
     def key(self) -> str:
         return f"{self.bench.name}_{self.spec.name}"
+
+
+def in_item_order(path: Path, ids: list[str]) -> None:
+    """Rewrite a results file with its lines in the order of `ids` (others after, as they
+    were), if they are not already."""
+    if not path.exists():
+        return
+    rows = [row for _, row in iter_jsonl(path)]
+    rank = {i: n for n, i in enumerate(ids)}
+    ordered = sorted(rows, key=lambda row: rank.get(row.get("id"), len(rank)))
+    if ordered != rows:
+        write_jsonl(path, ordered)
 
 
 @dataclass
@@ -286,7 +315,9 @@ def loglik_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: TextIO
     from lem.progress import Progress
 
     todo = pair.todo
-    choices = [pair.bench.choices(item) for item in todo]
+    together = pair.together or todo  # what a single process would pack together
+    choices = [pair.bench.choices(item) for item in together]
+    index = {item["id"]: i for i, item in enumerate(together)}
     total = len(pair.selection.items)
     progress = Progress(f"{pair.spec.name} {pair.bench.name}", total, total - len(todo), stream)
     start = time.perf_counter()
@@ -294,7 +325,7 @@ def loglik_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: TextIO
 
         def on_result(i: int, logprobs: list[float]) -> None:
             record = {
-                "id": todo[i]["id"],
+                "id": together[i]["id"],
                 "benchmark": pair.bench.name,
                 "model": pair.spec.name,
                 "prompt": choices[i].context,
@@ -308,7 +339,8 @@ def loglik_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: TextIO
             progress.update(1)
 
         requests = [Request(c.context, c.continuations) for c in choices]
-        continuation_logprobs(loaded, requests, settings.batch_size, on_result=on_result)
+        only = [index[item["id"]] for item in todo]
+        continuation_logprobs(loaded, requests, settings.batch_size, on_result, only)
     progress.close()
     return len(todo)
 
@@ -459,39 +491,80 @@ def run_bench(
     """Generate the answers of every benchmark for every model; resumes where a run stopped.
 
     `loader(model, adapter=...)` loads a model (default `lem.models.load_model`); progress
-    goes to `stream` (stderr by default).
+    goes to `stream` (stderr by default). Under `mlx.launch` every rank calls this and
+    answers its share; rank 0 returns the reports, the other ranks an empty list.
     """
+    from lem.distributed import group
+
     check_settings(settings)
-    with locked(settings.out):
-        return _run(settings, loader, stream)
+    g = group()
+    with contextlib.ExitStack() as stack:
+
+        def take_out() -> None:  # OUT is rank 0's; the other ranks write only their parts
+            if g.rank() == 0:
+                stack.enter_context(locked(settings.out))
+
+        agree(g, take_out)
+        return _run(settings, loader, stream, g)
 
 
-def _run(settings: BenchSettings, loader: Any, stream: TextIO | None) -> list[PairReport]:
-    read_manifest(settings.out, "bench")  # another stage's directory: refuse before any work
+def _run(settings: BenchSettings, loader: Any, stream: TextIO | None, g: Any) -> list[PairReport]:
+    primary = g.rank() == 0
+    if g.size() > 1:  # a pypi: model is imported by one rank at a time (a shared cache)
+        in_turn(g, lambda: [parse_model(n, m).model.path() for n, m in settings.models.items()])
+    plans = agree(g, lambda: _plan(settings, primary))
+    if g.size() > 1:
+        from lem.bench.shards import share_plans
+
+        share_plans(plans, g)
+    if primary:
+        settings.out.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for spec, pairs in plans:
+        generated = _run_model(spec, pairs, settings, loader, stream, g)
+        if primary:
+            for pair in pairs:
+                pair.finish()  # a replacement completed by an earlier, killed run too
+            reports += [report(p, n) for p, n in zip(pairs, generated, strict=True)]
+    if g.size() > 1:
+        barrier(g)  # every part is merged and gone: the empty folders can go
+        for empty in (settings.out / PARTS, settings.out):
+            with contextlib.suppress(OSError):  # not empty: OUT is rank 0's
+                empty.rmdir()
+    if primary:
+        write_manifest(settings.out, settings, [p for _, pairs in plans for p in pairs])
+    return reports
+
+
+def _plan(settings: BenchSettings, primary: bool) -> list[tuple[ModelSpec, list[Pair]]]:
+    """Every pair, checked before any model loads: a refused config costs nothing.
+
+    Only rank 0 reads OUT (results, manifest); another rank, perhaps on another machine,
+    plans every pair as if nothing were done and learns what is missing from rank 0.
+    """
+    if primary:
+        read_manifest(settings.out, "bench")  # another stage's directory: refuse first
     benches = [get_benchmark(name) for name in dict.fromkeys(settings.benchmarks)]
     specs = [parse_model(name, spec) for name, spec in settings.models.items()]
     selections = {
         b.name: load_items(b, _data_path(settings, b), limit_for(b, settings), settings.seed)
         for b in benches
     }
-    # Every pair is checked before any model loads: a refused config costs nothing.
     plans: list[tuple[ModelSpec, list[Pair]]] = []
     for spec in specs:
         identity = model_identity(spec)
-        pairs = [
-            plan_pair(b, spec, selections[b.name], gen_config(b, identity, settings), settings)
-            for b in benches
-        ]
+        pairs = []
+        for b in benches:
+            config = gen_config(b, identity, settings)
+            if primary:
+                pairs.append(plan_pair(b, spec, selections[b.name], config, settings))
+            else:
+                path = settings.out / f"{b.name}_{spec.name}.jsonl"
+                pairs.append(
+                    Pair(b, spec, selections[b.name], config, sha256_json(config)[:16], path, {})
+                )
         plans.append((spec, pairs))
-    settings.out.mkdir(parents=True, exist_ok=True)
-    reports = []
-    for spec, pairs in plans:
-        generated = _run_model(spec, pairs, settings, loader, stream)
-        for pair in pairs:
-            pair.finish()  # a replacement completed by an earlier, killed run too
-        reports += [report(p, n) for p, n in zip(pairs, generated, strict=True)]
-    write_manifest(settings.out, settings, [p for _, pairs in plans for p in pairs])
-    return reports
+    return plans
 
 
 def _data_path(settings: BenchSettings, bench: Benchmark) -> Path | str | None:
@@ -505,6 +578,7 @@ def _run_model(
     settings: BenchSettings,
     loader: Callable[..., Any] | None,
     stream: TextIO | None,
+    g: Any,
 ) -> list[int]:
     """Load one model (only if it has work), run its pairs, release it."""
     if not any(p.todo for p in pairs):
@@ -519,9 +593,15 @@ def _run_model(
     try:
         generated = []
         for pair in pairs:
-            generated.append(answer_pair(pair, loaded, settings, stream))
-            pair.finish()
-            write_manifest(settings.out, settings, [pair])
+            if g.size() == 1:
+                generated.append(answer_pair(pair, loaded, settings, stream))
+            else:
+                from lem.bench.shards import answer_shared
+
+                generated.append(answer_shared(pair, loaded, settings, stream, g))
+            if g.rank() == 0:
+                pair.finish()
+                write_manifest(settings.out, settings, [pair])
         return generated
     finally:
         del loaded

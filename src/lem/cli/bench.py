@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from lem.bench.runner import BenchSettings
-from lem.cli.options import config_option, named_values
+from lem.cli.options import config_option, named_values, processes_option
 from lem.config import cli_options
 from lem.errors import LemError
 
@@ -40,6 +40,7 @@ def _list() -> None:
     "[shipped data, else the hub].",
 )
 @click.option("--list", "list_only", is_flag=True, help="List the benchmarks and exit.")
+@processes_option
 @cli_options(BenchSettings, skip=("benchmarks", "models", "data", "limits", "caps"))
 def bench(
     config_path: Path | None,
@@ -47,6 +48,7 @@ def bench(
     models: tuple[str, ...],
     data: tuple[str, ...],
     list_only: bool,
+    processes: int | None,
     **flags,
 ) -> None:
     """Answer benchmarks with one or more models, batched and resumable.
@@ -58,13 +60,16 @@ def bench(
     the item ids, data and model hashes and each pair's full config. A re-run skips
     finished ids; a changed config is refused (new --out, or --overwrite).
     `lem bench --list` shows each benchmark, how it is answered and scored, and its data.
+    With -n N (or under mlx.launch) the items are shared out across the processes; the
+    results file is the one a single process writes (timings aside).
     Examples:
       lem bench -b xstest -b truthfulqa_mc --limit 100 \\
         -m instruct=pypi:smollm2-135m-instruct -m lek=runs/lek/model
       lem bench -b gsm8k --data gsm8k_test.jsonl -m base=models/base
     """
     from lem.bench import BENCHMARKS
-    from lem.bench.runner import run_bench
+    from lem.bench.runner import check_settings, run_bench
+    from lem.distributed import is_primary, launch_if_asked
     from lem.experiment import settings_for
 
     if list_only:
@@ -82,7 +87,12 @@ def bench(
     }
     if flags["models"] and "" in flags["models"]:
         raise LemError(f"--model {flags['models']['']}: expected NAME=MODEL")
-    reports = run_bench(settings_for("bench", config_path, flags))
+    settings = settings_for("bench", config_path, flags)
+    check_settings(settings)  # bad settings: one error, not one per process
+    launch_if_asked(processes)
+    reports = run_bench(settings)
+    if not is_primary():
+        return  # rank 0 reports for the group
     click.echo(f"{'benchmark':<14} {'model':<12} {'items':>5} {'new':>5}  {'hit cap':<16} results")
     for r in reports:
         cap = f"{r.hit_cap} ({r.hit_cap / r.items:.0%}) of {r.max_tokens}" if r.max_tokens else "-"

@@ -17,6 +17,14 @@ config_option = click.option(
     "flags override.",
 )
 
+processes_option = click.option(
+    "--processes",
+    "-n",
+    type=click.IntRange(min=1),
+    help="Run as N local processes of one MLX ring group (as `mlx.launch --backend ring -n N` "
+    "does); across machines, start lem with mlx.launch. [1]",
+)
+
 
 def named_values(
     values: Iterable[str], option: str, known: Iterable[str] | None = None
