@@ -20,13 +20,15 @@ from typing import Any
 from lem.config import check, read_toml, resolve, setting
 from lem.errors import LemError
 
-STAGES = ("generate", "train", "bench", "score", "report")
+STAGES = ("generate", "train", "abliterate", "bench", "score", "report")
 TABLES = ("experiment", "models", *STAGES)
 BASE = "base"  # in [models], teacher and judge: the experiment's base model
+ABLITERATED = "abliterate"  # in [models]: the base abliterated by `lem abliterate` (optional)
 SHIPPED_KERNELS = {"full": "kernel", "brief": "kernel-brief"}  # [generate] kernel = "brief"
 OUTPUTS = {  # each stage's directory inside the run directory
     "generate": "training",
     "train": "train",
+    "abliterate": "abliterate",
     "bench": "results",
     "score": "scores",
     "report": "report",
@@ -68,6 +70,15 @@ class Plan:
     @property
     def tuned_model(self) -> Path:
         return self.stage_out("train") / "model"
+
+    @property
+    def abliterated_model(self) -> Path:
+        return self.stage_out("abliterate") / "model"
+
+    @property
+    def abliterates(self) -> bool:
+        """True when [models] asks for the abliterated base (the abliterate stage runs)."""
+        return ABLITERATED in self.models.values()
 
 
 def shipped_experiment(name: str) -> Path:
@@ -113,7 +124,11 @@ def load_plan(
             raise LemError(f"{source} [models]: {name!r} is the tuned model's name; pick another")
         if not isinstance(spec, str):
             raise LemError(f"{source} [models]: {name} must be a model spec (a string)")
-        models[name] = _base(source, base) if spec == BASE else local(spec, root)
+        if spec == ABLITERATED:
+            _base(source, base)  # abliterating needs the base
+            models[name] = ABLITERATED
+        else:
+            models[name] = _base(source, base) if spec == BASE else local(spec, root)
     tables = {t: dict(raw.get(t, {})) for t in STAGES}
     for stage, table in tables.items():
         if "out" in table:
@@ -182,10 +197,19 @@ def _train(plan: Plan, table: dict) -> dict:
     return table | {"out": str(plan.stage_out("train"))}
 
 
+def _abliterate(plan: Plan, table: dict) -> dict:
+    if plan.base is not None:
+        table["model"] = plan.base
+    return table | {"out": str(plan.stage_out("abliterate"))}
+
+
 def _bench(plan: Plan, table: dict) -> dict:
     from lem.bench.data import HUB
 
-    models = dict(plan.models)
+    models = {
+        name: str(plan.abliterated_model) if spec == ABLITERATED else spec
+        for name, spec in plan.models.items()
+    }
     given = table.get("models", {})
     if not isinstance(given, dict):
         raise LemError(f"{plan.source} [bench]: models must be a table of name = model")
@@ -242,6 +266,10 @@ def settings_class(stage: str) -> type:
         from lem.report import ReportSettings
 
         return ReportSettings
+    if stage == "abliterate":
+        from lem.abliterate import AbliterateSettings
+
+        return AbliterateSettings
     raise LemError(f"unknown stage {stage!r}; choose among {', '.join(STAGES)}")
 
 
@@ -251,6 +279,7 @@ TABLE_RESOLVERS: dict[str, Callable[[Plan, dict], dict]] = {
     "bench": _bench,
     "score": _score,
     "report": _report,
+    "abliterate": _abliterate,
 }
 
 
@@ -271,10 +300,14 @@ def check_stage(plan: Plan, stage: str, settings: Any) -> None:
         elif stage == "bench":
             from lem.bench.runner import check_settings
 
-            tuned = str(plan.tuned_model)
-            check_settings(settings, pending=[n for n, m in settings.models.items() if m == tuned])
+            made = (str(plan.tuned_model), str(plan.abliterated_model))
+            check_settings(settings, pending=[n for n, m in settings.models.items() if m in made])
         elif stage == "score":
             from lem.score import check_settings
+
+            check_settings(settings)
+        elif stage == "abliterate" and plan.abliterates:
+            from lem.abliterate import check_settings
 
             check_settings(settings)
         else:

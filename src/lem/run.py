@@ -110,10 +110,39 @@ def run_train(ctx: Context, s, resume: bool) -> None:
     }
 
 
+def abliterate_inputs(ctx: Context, s) -> dict:
+    return {"base": _identity(s.model)}
+
+
+def run_abliterate(ctx: Context, s, resume: bool) -> None:
+    """Search (continuing a killed search of the same fingerprint), then fuse the suggested
+    trial into RUN/abliterate/model, the model [models] names "abliterate"."""
+    import shutil
+    from dataclasses import replace
+
+    from lem.abliterate import abliterate, export
+    from lem.fuse import fuse
+
+    if not resume:
+        shutil.rmtree(s.out, ignore_errors=True)  # a study of other settings or another base
+    report = abliterate(s, ctx.stream)
+    chosen = s.trial if s.trial is not None else -1
+    exported = export(replace(s, trial=chosen, fuse=False), ctx.stream)
+    fuse(s.model, exported.adapter, ctx.plan.abliterated_model)
+    ctx.summary["abliterate"] = {
+        "trials": report.finished,
+        "exported_trial": exported.trial,
+        "baseline": report.baseline,
+        **exported.values,
+    }
+
+
 def bench_inputs(ctx: Context, s) -> dict:
-    tuned = str(ctx.plan.tuned_model)
+    made = {str(ctx.plan.tuned_model): "train", str(ctx.plan.abliterated_model): "abliterate"}
     models = {
-        name: ctx.fingerprints["train"] if spec == tuned else _identity(spec.split(":adapter=")[0])
+        name: ctx.fingerprints[made[spec]]
+        if spec in made
+        else _identity(spec.split(":adapter=")[0])
         for name, spec in s.models.items()
     }
     data = {name: sha256_tree(path) for name, path in s.data.items()}
@@ -183,6 +212,7 @@ PIPELINE = (
         ("training/train.jsonl", "training/valid.jsonl"),
     ),
     Stage("train", train_inputs, run_train, ("train/adapter", "train/model")),
+    Stage("abliterate", abliterate_inputs, run_abliterate, ("abliterate/model",)),
     Stage("bench", bench_inputs, run_bench, ("results/manifest.json",)),
     Stage("score", score_inputs, run_score, ("scores/manifest.json",)),
     Stage("report", report_inputs, run_report, ("report/report.md",)),
@@ -245,7 +275,7 @@ def _run(plan: Plan, settings: dict, force, only, stream: TextIO, started: float
     record_path = plan.out / "stages.json"
     record = read_json(record_path) if record_path.exists() else {}
     ran, skipped, seconds = [], [], {}
-    for stage in PIPELINE:
+    for stage in (st for st in PIPELINE if st.name != "abliterate" or plan.abliterates):
         s = settings[stage.name]
         fingerprint = _fingerprint(stage, s, stage.inputs(ctx, s))
         ctx.fingerprints[stage.name] = fingerprint

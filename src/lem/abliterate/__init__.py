@@ -32,9 +32,11 @@ class AbliterateSettings:
 
     model: str | None = setting(None, "Model to abliterate: MLX directory, hub id or pypi:<name>")
     out: Path = setting(Path("runs/abliterate"), "Run directory (it remembers these settings)")
-    harmful: str = setting("harmbench:val", "Harmful prompts that make the direction")
+    harmful: str = setting(
+        "harmbench:val:standard+strongreject", "Harmful prompts that make the direction"
+    )
     harmless: str = setting(
-        "gsm8k+truthfulqa", "Harmless prompts: the other side of the direction, and the KL set"
+        "lem:harmless", "Harmless prompts: the other side of the direction, and the KL set"
     )
     harmful_eval: str = setting(
         "harmbench:test:standard", "Held-out harmful prompts, for the refusal rate"

@@ -6,6 +6,8 @@ A source spec names one or more sources joined by `+`:
     harmbench[:val|test]       a shipped benchmark (any generate-mode one), optionally only
     harmbench:test:standard    the items whose split, label, category or type is each value
     xstest:safe, gsm8k, ...    given (HarmBench's copyright rows are always left out)
+    lem:harmless               the team's 96 harmless requests, written in the imperative
+                               form of HarmBench's behaviours (src/lem/data/abliterate/)
     hub:ORG/NAME[/CONFIG][@SPLIT][#COLUMN]
                                a hub dataset (split `train` and the first of prompt, text,
                                question, instruction, goal, behavior unless given)
@@ -22,6 +24,7 @@ from pathlib import Path
 from lem.errors import LemError
 
 HUB_PREFIX = "hub:"
+SHIPPED_PREFIX = "lem:"
 FILTER_FIELDS = ("split", "label", "category", "type")
 COLUMNS = ("prompt", "text", "question", "instruction", "goal", "Goal", "behavior", "Behavior")
 
@@ -74,6 +77,8 @@ def load_prompts(spec: str) -> list[Prompt]:
 def _load_one(spec: str) -> list[Prompt]:
     if spec.startswith(HUB_PREFIX):
         return _hub(spec[len(HUB_PREFIX) :])
+    if spec.startswith(SHIPPED_PREFIX):
+        return _shipped(spec[len(SHIPPED_PREFIX) :])
     path = Path(spec).expanduser()
     if path.suffix in (".txt", ".jsonl") or path.exists():
         return _file(path)
@@ -105,6 +110,17 @@ def _benchmark(spec: str) -> list[Prompt]:
             raise LemError(f"prompt source {spec!r}: {name} asks with a chat, not one prompt")
         prompts.append(Prompt(str(item["id"]), text))
     return prompts
+
+
+def _shipped(name: str) -> list[Prompt]:
+    from importlib import resources
+
+    folder = Path(str(resources.files("lem") / "data" / "abliterate"))
+    path = folder / f"{name}.txt"
+    if not path.is_file():
+        known = ", ".join(f"lem:{p.stem}" for p in sorted(folder.glob("*.txt")))
+        raise LemError(f"prompt source lem:{name}: not shipped; known: {known}")
+    return [Prompt(text_id(f"lem-{name}", p.text), p.text) for p in _file(path)]
 
 
 def _file(path: Path) -> list[Prompt]:

@@ -220,8 +220,7 @@ def _search(s: AbliterateSettings, out: Path, stream: TextIO, started: float) ->
             f.write(trial_record(t))
         print(_trial_line(t), file=stream, flush=True)
 
-    study = open_study(out)
-    requeued = [t.user_attrs["retry_of"] for t in study.get_trials() if "retry_of" in t.user_attrs]
+    study, requeued = open_study(out)
     space = Space(
         layers,
         (s.peak_min, s.peak_max),
@@ -317,7 +316,7 @@ def _export(s: AbliterateSettings, out: Path, stream: TextIO) -> ExportReport:
     from lem.fuse import fuse
     from lem.models import load_model
 
-    study = open_study(out)
+    study, _ = open_study(out)
     done = {t.number: t for t in finished(study)}
     number = s.trial
     if number == -1:

@@ -46,8 +46,9 @@ class Space:
         return source, Profile(peak, span, weight)
 
 
-def open_study(run: Path) -> Any:
-    """The run's study, created on first use; RUNNING trials of a killed run re-queued."""
+def open_study(run: Path) -> tuple[Any, list[int]]:
+    """The run's study, created on first use, and the numbers of the trials a killed
+    search left RUNNING, now queued again."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -58,8 +59,7 @@ def open_study(run: Path) -> Any:
         directions=["minimize"] * len(OBJECTIVES),
         load_if_exists=True,
     )
-    requeue_killed(study, storage)
-    return study
+    return study, requeue_killed(study, storage)
 
 
 def requeue_killed(study: Any, storage: Any) -> list[int]:
@@ -146,7 +146,8 @@ def plot_front(study: Any, path: Path, baseline: Evaluation | None = None) -> Pa
                 ax.annotate(str(t.number), (t.values[0], t.values[2]), fontsize=7)
     if baseline is not None:
         ax.scatter([baseline.refusal], [0.0], marker="*", s=140, color="red", label="unedited")
-        ax.legend(loc="upper right")
+        ax.legend(loc="upper left")
+    ax.set_xlim(-0.03, 1.03)  # rates on one scale, run after run
     ax.set_xlabel("refusal rate on held-out harmful prompts")
     ax.set_ylabel("first-token KL from the unedited model")
     ax.set_title(f"lem abliterate: {len(done)} trials, Pareto front outlined")

@@ -36,6 +36,9 @@ def abliterate(**flags) -> None:
         return
     r = search(settings)
     base = r.baseline
+    if r.requeued:
+        killed = ", ".join(map(str, r.requeued))
+        click.echo(f"continued a killed search: trial(s) {killed} ran again with their parameters")
     click.echo(
         f"{r.finished} trials finished ({r.ran} now, {r.seconds:.0f}s); unedited model: "
         f"refusal {base['refusal']:.2f}, over-refusal {base['over_refusal']:.2f}"
