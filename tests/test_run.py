@@ -6,54 +6,35 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from servers import FakeOpenAI, Reply
 
 from lem.cli import main
 from lem.errors import LemError
 from lem.experiment import init_experiment, load_plan, shipped_experiment
 from lem.run import run_experiment
 
-# The quick profile, smaller still: a handful of seeds, a few steps, two benchmarks. The
-# teacher is a local OpenAI-compatible server with fixed answers (a 135M teacher's answers
-# are too erratic for the gates to leave a predictable number); training, benchmarking and
-# the judge (a real mlx_lm.server) use SmolLM2.
-TINY = """
-[experiment]
-name = "tiny"
-out = "run"
-base = "{base}"
-[models]
-instruct = "base"
-[generate]
-teacher = "openai/teacher"
-teacher_base_url = "{teacher_url}"
-n_examples = 10
-max_tokens = 128
-temperature = 0.0
-valid_fraction = 0.3
-[train]
-iters = 2
-batch_size = 1
-learning_rate = 1e-4
-num_layers = 4
-max_seq_length = 768
-truncate = true
-steps_per_report = 1
-steps_per_eval = 2
-val_batches = 1
-save_every = 2
-[bench]
-benchmarks = ["gsm8k", "ethics"]
-limit = 2
-max_tokens = {bench_tokens}
-data = {{ gsm8k = "samples:gsm8k" }}
-[score]
-judge = "serve:base"
-concurrency = 2
-reasks = 0
-[report]
-baseline = "instruct"
-"""
+# The shipped quick profile, smaller: every benchmark and setting as shipped but the item
+# counts, the training steps and the answer caps, so the whole pipeline runs in minutes.
+SMALLER = {
+    "train": {"iters": 2, "steps_per_report": 1, "steps_per_eval": 2, "val_batches": 1,
+              "save_every": 2},
+    "bench": {"limits": {"truthfulqa_mc": 3, "toxigen_cls": 4, "xstest": 6, "harmbench": 3,
+                         "ethics": 6, "gsm8k": 2},
+              "caps": {"xstest": 12, "harmbench": 12, "ethics": 12, "gsm8k": 24}},
+}  # fmt: skip
+
+
+def smaller_quick_profile(path, base, **bench) -> None:
+    """Write the shipped quick profile with SMALLER's values (and `bench`'s) to `path`."""
+    import tomli_w
+
+    from lem.config import read_toml
+
+    raw = read_toml(shipped_experiment("quick"))
+    raw["experiment"]["base"] = str(base)
+    for table, values in SMALLER.items():
+        raw[table].update(values)
+    raw["bench"].update(bench)
+    path.write_text(tomli_w.dumps(raw))
 
 
 def test_shipped_profiles_parse():
@@ -93,26 +74,16 @@ def test_bad_experiment_files_are_one_line_errors(tmp_path, tiny_llama_dir):
     assert result.exit_code == 2 and "not found" in result.output
 
 
-def teacher_answer(received) -> Reply:
-    return Reply(
-        text=f"On '{received.user[:40]}': here is what I would weigh, the options you have, "
-        "and the one I would pick, with the reason for it."
-    )
-
-
 @pytest.mark.slow
-def test_quick_pipeline_end_to_end_then_skips_then_reruns_downstream(tmp_path, smollm2_dir):
-    with FakeOpenAI(teacher_answer) as teacher:
-        run_tiny_pipeline(tmp_path, smollm2_dir, teacher.base_url)
-
-
-def run_tiny_pipeline(tmp_path, smollm2_dir, teacher_url):
+def test_quick_profile_end_to_end_then_skips_then_reruns_downstream(tmp_path, smollm2_dir):
+    """The quick profile as shipped, on fewer items and steps: every stage runs, every
+    headline metric of both models is scored (none unscored) with its n and, for the tuned
+    model, a paired test; a second run runs nothing; a bench change re-runs bench onwards."""
     f = tmp_path / "lem.toml"
-    f.write_text(TINY.format(base=smollm2_dir, bench_tokens=48, teacher_url=teacher_url))
-
+    smaller_quick_profile(f, smollm2_dir)
     first = run_experiment(f)
     assert first.ran == ["generate", "train", "bench", "score", "report"]
-    out = tmp_path / "run"
+    out = tmp_path / "lem-run"
     for name in (
         "lem.resolved.toml",
         "stages.json",
@@ -126,13 +97,32 @@ def run_tiny_pipeline(tmp_path, smollm2_dir, teacher_url):
         "report/manifest.json",
     ):
         assert (out / name).is_file(), name
+    teacher = json.loads((out / "training/manifest.json").read_text())
+    assert teacher["config"]["teacher"].startswith("reference")
     rows = json.loads((out / "report/report.json").read_text())
-    models = {r["model"] for r in rows}
-    assert models == {"instruct", "lek"}
+    assert {r["model"] for r in rows} == {"instruct", "lek"}
+    metrics = {(r["benchmark"], r["metric"], r["subset"]) for r in rows}
+    for wanted in (
+        ("truthfulqa_mc", "mc1", None),
+        ("truthfulqa_mc", "mc2", None),
+        ("toxigen_cls", "accuracy", None),
+        ("xstest", "refused", "safe"),
+        ("xstest", "refused", "unsafe"),
+        ("harmbench", "refused", None),
+        ("gsm8k", "accuracy", None),
+    ):
+        assert wanted in metrics, (wanted, sorted(metrics, key=str))
+    assert {r["benchmark"] for r in rows} >= {"ethics"}
+    for r in rows:
+        if r["metric"].startswith("agreement"):
+            continue
+        assert r["unscored"] == 0 and r["n"] > 0, r
+        if r["model"] == "lek":
+            assert "p_value" in r, r
     gsm8k = [r for r in rows if r["benchmark"] == "gsm8k" and r["metric"] == "accuracy"]
     assert {r["n"] for r in gsm8k} == {2}
-    assert all("p_value" in r for r in rows if r["model"] == "lek")
-    assert "| Model" in (out / "report/report.md").read_text()
+    report = (out / "report/report.md").read_text()
+    assert "| Model" in report and "--judge" in report  # what a judge would add, and how
     assert CliRunner().invoke(main, ["verify", str(out)]).exit_code == 0
 
     # Nothing changed: nothing runs.
@@ -140,9 +130,10 @@ def run_tiny_pipeline(tmp_path, smollm2_dir, teacher_url):
     assert second.ran == [] and second.skipped == first.ran
 
     # A bench setting changes: bench and what reads it re-run; generate and train do not.
-    f.write_text(TINY.format(base=smollm2_dir, bench_tokens=40, teacher_url=teacher_url))
+    caps = dict(SMALLER["bench"]["caps"], gsm8k=20)
+    smaller_quick_profile(f, smollm2_dir, caps=caps)
     third = run_experiment(f)
     assert third.skipped == ["generate", "train"]
     assert third.ran == ["bench", "score", "report"]
     results = [json.loads(line) for line in (out / "results/gsm8k_lek.jsonl").open()]
-    assert {r["tokens"] <= 40 for r in results} == {True}
+    assert {r["tokens"] <= 20 for r in results} == {True}
