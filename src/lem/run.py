@@ -40,6 +40,7 @@ from lem.store import (
     write_json,
 )
 
+NEXT_ABLITERATE = ".abliterate.next"  # the abliterate stage's run, until complete
 NEXT_TRAIN = ".train.next"  # where a new training runs until it is complete
 
 
@@ -115,20 +116,25 @@ def abliterate_inputs(ctx: Context, s) -> dict:
 
 
 def run_abliterate(ctx: Context, s, resume: bool) -> None:
-    """Search (continuing a killed search of the same fingerprint), then fuse the suggested
-    trial into RUN/abliterate/model, the model [models] names "abliterate"."""
+    """Search into RUN/.abliterate.next (continuing a killed search of this fingerprint),
+    fuse the suggested trial into its model/, then swap it into RUN/abliterate (the model
+    [models] names "abliterate"): the previous run stays until the new one is done."""
     import shutil
     from dataclasses import replace
 
     from lem.abliterate import abliterate, export
     from lem.fuse import fuse
 
+    final = Path(s.out)
+    s.out = final.parent / NEXT_ABLITERATE
     if not resume:
-        shutil.rmtree(s.out, ignore_errors=True)  # a study of other settings or another base
+        shutil.rmtree(s.out, ignore_errors=True)  # another config's partial search
     report = abliterate(s, ctx.stream)
     chosen = s.trial if s.trial is not None else -1
     exported = export(replace(s, trial=chosen, fuse=False), ctx.stream)
-    fuse(s.model, exported.adapter, ctx.plan.abliterated_model)
+    fuse(s.model, exported.adapter, s.out / "model")
+    replace_dir(s.out, final)
+    s.out = final
     ctx.summary["abliterate"] = {
         "trials": report.finished,
         "exported_trial": exported.trial,
