@@ -302,7 +302,8 @@ def test_out_holding_another_stage_is_refused(tiny_llama_dir, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "manifest.json").write_text(json.dumps({"stage": "score"}))
-    with pytest.raises(LemError, match="holds a 'score' stage's output, not 'bench'; use another output directory"):
+    message = "holds a 'score' stage's output, not 'bench'; use another output directory"
+    with pytest.raises(LemError, match=message):
         run_bench(settings(tiny_llama_dir, out), loader=no_loading)
 
 

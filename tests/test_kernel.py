@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from lem.cli import main
 from lem.errors import LemError
-from lem.seeds import default_seeds_path, load_seeds
 from lem.kernel import check_kernel, default_kernel_dir, json_path, load_kernel
+from lem.seeds import default_seeds_path, load_seeds
 from lem.store import sha256_file
 
 AXIOM_IDS = ["sovereignty", "privacy", "transparency", "consent", "dignity"]

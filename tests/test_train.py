@@ -359,7 +359,8 @@ def test_long_examples_are_counted_and_named(tiny_llama_dir, tmp_path):
 
 def test_missing_model_and_bad_options(tiny_llama_dir, data, tmp_path):
     bad(tiny_llama_dir, data, tmp_path, "no such directory", model=str(tmp_path / "nope"))
-    bad(tiny_llama_dir, data, tmp_path, "fine_tune_type must be one of lora, dora, full; got 'qlora'", fine_tune_type="qlora")
+    wrong_type = "fine_tune_type must be one of lora, dora, full; got 'qlora'"
+    bad(tiny_llama_dir, data, tmp_path, wrong_type, fine_tune_type="qlora")
     bad(tiny_llama_dir, data, tmp_path, "iters must be at least 1, got -5", iters=-5)
     bad(tiny_llama_dir, data, tmp_path, "only 2 layers", num_layers=16)
 
