@@ -40,12 +40,15 @@ def main() -> None:
     env = dict(os.environ, LEM_HOME=str(home))
     lem = [sys.executable, "-m", "lem"]
 
+    _, doctor = run([*lem, "doctor"], work, env)
+    matmul = next((line.split(None, 1)[1] for line in doctor.splitlines()
+                   if line.startswith("matmul")), "?")  # fmt: skip
     fetch, _ = run([*lem, "model", "fetch"], work, env)
     total, output = run([*lem, "run", "--quick"], work, env)
     stages = json.loads((work / "lem-run" / "stages.json").read_text())
     again, second = run([*lem, "run", "--quick"], work, env)
 
-    print(f"machine: {os.cpu_count()} CPUs; run directory {work / 'lem-run'}")
+    print(f"machine: {os.cpu_count()} CPUs, matmul {matmul}; run directory {work / 'lem-run'}")
     print(f"{'model import (PyPI wheel -> MLX)':<36} {fetch:7.1f} s")
     for name, record in stages.items():
         print(f"{'stage ' + name:<36} {record['seconds']:7.1f} s")

@@ -137,3 +137,32 @@ def test_quick_profile_end_to_end_then_skips_then_reruns_downstream(tmp_path, sm
     assert third.ran == ["bench", "score", "report"]
     results = [json.loads(line) for line in (out / "results/gsm8k_lek.jsonl").open()]
     assert {r["tokens"] <= 20 for r in results} == {True}
+
+
+class _Resolved(Exception):
+    """Raised after a stage command resolved its settings: the test needs no more."""
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["lem-init", "lem-init-quick"])
+def test_every_stage_command_with_config_gets_what_lem_run_resolves(tmp_path, monkeypatch, quick):
+    """`lem <stage> --config lem.toml` on the file `lem init` writes resolves the settings
+    `lem run` gives that stage: no flag default overrides the file, paths resolve alike."""
+    from dataclasses import asdict
+
+    import lem.experiment as experiment
+    from lem.experiment import stage_settings
+
+    f = init_experiment(tmp_path, quick=quick)
+    real = experiment.settings_for
+    got = {}
+
+    def recording(stage, config, flags):
+        got[stage] = real(stage, config, flags)
+        raise _Resolved
+
+    monkeypatch.setattr(experiment, "settings_for", recording)
+    plan = load_plan(f)
+    for stage in ("generate", "train", "bench", "score", "report"):
+        result = CliRunner().invoke(main, [stage, "--config", str(f)])
+        assert isinstance(result.exception, _Resolved), (stage, result.output)
+        assert asdict(got[stage]) == asdict(stage_settings(plan, stage)), stage
