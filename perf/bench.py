@@ -68,7 +68,7 @@ def batched(loaded, model_dir: Path, data: Path, out: Path, max_tokens: int, bat
 def one_at_a_time(loaded, prompts: dict[str, str], max_tokens: int):
     import mlx_lm
 
-    from lem.generation import encode_chat
+    from lem.decode import encode_chat
 
     answers, tokens = {}, 0
     start = time.perf_counter()
@@ -98,8 +98,8 @@ def main() -> None:
 
     import mlx_lm
 
+    from lem.decode import encode_chat
     from lem.fetch import fetch_model
-    from lem.generation import encode_chat
     from lem.models import load_model
 
     model_dir = fetch_model()

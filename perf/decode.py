@@ -32,7 +32,7 @@ LEM = """
 import lem, time
 from mlx_lm import stream_generate
 from lem.models import load_model
-from lem.generation import encode_chat, generate_batch
+from lem.decode import encode_chat, generate_batch
 m = load_model({path!r})
 ids = encode_chat(m, [{{"role": "user", "content": {prompt!r}}}])
 if {batch} == 1:

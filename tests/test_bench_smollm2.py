@@ -18,7 +18,7 @@ MAX_TOKENS = 16
 def test_every_benchmark_with_smollm2(smollm2, smollm2_dir, tmp_path):
     import mlx_lm
 
-    from lem.generation import encode_chat
+    from lem.decode import encode_chat
 
     names = list(BENCHMARKS)
     generated = [n for n in names if BENCHMARKS[n].answer == "generate"]

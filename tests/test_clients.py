@@ -414,7 +414,7 @@ def toy_client(tmp_path_factory):
 
 
 def test_mlx_client_batches_like_generate_batch(toy_client):
-    from lem.generation import encode_chat, generate_batch
+    from lem.decode import encode_chat, generate_batch
 
     client = toy_client
     requests = [
@@ -465,7 +465,7 @@ def test_real_mlx_lm_server_answers_through_the_openai_client(smollm2_server):
 def test_mlx_blank_answers_are_empty_response_errors(tmp_path):
     from toys import make_tiny_llama
 
-    from lem.generation import encode_chat, generate_batch
+    from lem.decode import encode_chat, generate_batch
 
     client = MlxClient(str(make_tiny_llama(tmp_path / "toy", seed=3)))
     request = ask("Two plus two", max_tokens=4)

@@ -61,7 +61,7 @@ def test_unknown_model_is_exit_2(tmp_path):
 
 
 def test_chat_one_shot_streams_the_greedy_answer(tiny_llama_dir):
-    from lem.generation import encode_chat, generate_batch
+    from lem.decode import encode_chat, generate_batch
     from lem.models import load_model
 
     args = ["chat", str(tiny_llama_dir), "-p", "hello", "--max-tokens", "6"]

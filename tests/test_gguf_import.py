@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from lem.cli import main
+from lem.decode import encode_chat, generate_batch
 from lem.errors import LemError
 from lem.fetch import MODELS, fetch_gguf, lem_home
-from lem.generation import encode_chat, generate_batch
 from lem.gguf_import import import_gguf, read_header
 
 

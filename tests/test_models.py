@@ -1,8 +1,8 @@
 import mlx.core as mx
 import pytest
 
+from lem.decode import encode_chat, generate_batch
 from lem.errors import LemError
-from lem.generation import encode_chat, generate_batch
 from lem.models import load_model, resolve_model_path
 
 

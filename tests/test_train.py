@@ -443,7 +443,7 @@ def test_batch_plan_crosses_epochs():
 
 @pytest.mark.slow
 def test_smollm2_trains_fuses_and_generates(smollm2_dir, tmp_path):
-    from lem.generation import encode_chat, generate_batch
+    from lem.decode import encode_chat, generate_batch
     from lem.models import load_model
 
     out = tmp_path / "run"

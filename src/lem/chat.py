@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lem.decode import encode_chat
 from lem.errors import LemError
-from lem.generation import encode_chat
 from lem.models import LoadedModel
 
 

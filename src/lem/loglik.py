@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from lem.decode import prefill_cache, shared_prefix_length
 from lem.errors import LemError
-from lem.generation import prefill_cache, shared_prefix_length
 from lem.models import LoadedModel
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from lem.abliterate.prompts import Prompt
 from lem.abliterate.residuals import right_padded
-from lem.generation import encode_chat, encode_text, generate_batch
+from lem.decode import encode_chat, encode_text, generate_batch
 from lem.models import LoadedModel
 from lem.refusal import classify
 

@@ -280,7 +280,7 @@ def _messages(prompt: str | list[dict]) -> list[dict]:
 
 def _encode(loaded: Any, fmt: dict, prompt: str | list[dict]) -> list[int]:
     """A prompt (text, or a multi-turn chat) as token ids in the model's prompt format."""
-    from lem.generation import encode_chat, encode_text
+    from lem.decode import encode_chat, encode_text
 
     if fmt["kind"] == "chat":
         return encode_chat(loaded, _messages(prompt))
@@ -347,7 +347,7 @@ def loglik_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: TextIO
 
 def generate_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: TextIO | None) -> int:
     """Generate the missing answers of one pair, appending each as it finishes."""
-    from lem.generation import generate_batch
+    from lem.decode import generate_batch
     from lem.progress import Progress
 
     todo = pair.todo

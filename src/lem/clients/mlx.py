@@ -60,7 +60,7 @@ class MlxClient(ChatClient):
     def _encode(self, request: ChatRequest) -> list[int] | ChatResult:
         from jinja2 import TemplateError
 
-        from lem.generation import encode_chat
+        from lem.decode import encode_chat
 
         try:
             return encode_chat(self.loaded, request.messages)
@@ -68,7 +68,7 @@ class MlxClient(ChatClient):
             return ChatResult(None, error=one_line(f"chat template failed: {e}"), status="error")
 
     def _run_group(self, requests, items, temperature, seed, penalty, finish) -> None:
-        from lem.generation import Generation, generate_batch
+        from lem.decode import Generation, generate_batch
 
         def done(j: int, gen: Generation) -> None:
             i = items[j][0]

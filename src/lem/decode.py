@@ -1,4 +1,5 @@
-"""Batched generation on a loaded MLX model, with each answer's finish reason.
+"""Batched decoding on a loaded MLX model (`lem.decode`, not the `generate` stage), with each
+answer's finish reason.
 
 Wraps mlx-lm's continuous-batching `BatchGenerator` so every stage (teacher, bench,
 judge, chat) gets the same thing: token ids in, (text, finish_reason, tokens) out,
