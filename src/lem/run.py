@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -86,21 +87,32 @@ def train_inputs(ctx: Context, s) -> dict:
     return {"base": _identity(s.model), "generate": ctx.fingerprints["generate"]}
 
 
+@contextmanager
+def aside(s, name: str, resume: bool) -> Iterator[Path]:
+    """Point `s.out` at RUN/NAME (kept when resuming this fingerprint's run, else cleared)
+    for the body, then swap it into the stage's directory: the previous output stays
+    until the new one is complete, and stays if the body fails."""
+    import shutil
+
+    final = Path(s.out)
+    s.out = final.parent / name
+    if not resume:
+        shutil.rmtree(s.out, ignore_errors=True)  # another config's partial run
+    try:
+        yield s.out
+        replace_dir(s.out, final)
+    finally:
+        s.out = final
+
+
 def run_train(ctx: Context, s, resume: bool) -> None:
     """Train into RUN/.train.next (resumed when it holds this fingerprint's checkpoints),
     then swap it into RUN/train: the previous training stays until the new one is done."""
-    import shutil
-
     from lem.train import train
     from lem.train_files import latest_checkpoint
 
-    final = Path(s.out)
-    s.out = final.parent / NEXT_TRAIN
-    if not resume:
-        shutil.rmtree(s.out, ignore_errors=True)  # another config's partial run
-    report = train(s, resume=resume and latest_checkpoint(s.out) is not None)
-    replace_dir(s.out, final)
-    s.out = final
+    with aside(s, NEXT_TRAIN, resume) as out:
+        report = train(s, resume=resume and latest_checkpoint(out) is not None)
     ctx.summary["train"] = {
         "steps": report.steps,
         "first_train_loss": report.first_train_loss,
@@ -119,22 +131,16 @@ def run_abliterate(ctx: Context, s, resume: bool) -> None:
     """Search into RUN/.abliterate.next (continuing a killed search of this fingerprint),
     fuse the suggested trial into its model/, then swap it into RUN/abliterate (the model
     [models] names "abliterate"): the previous run stays until the new one is done."""
-    import shutil
     from dataclasses import replace
 
     from lem.abliterate import abliterate, export
     from lem.fuse import fuse
 
-    final = Path(s.out)
-    s.out = final.parent / NEXT_ABLITERATE
-    if not resume:
-        shutil.rmtree(s.out, ignore_errors=True)  # another config's partial search
-    report = abliterate(s, ctx.stream)
-    chosen = s.trial if s.trial is not None else -1
-    exported = export(replace(s, trial=chosen, fuse=False), ctx.stream)
-    fuse(s.model, exported.adapter, s.out / "model")
-    replace_dir(s.out, final)
-    s.out = final
+    with aside(s, NEXT_ABLITERATE, resume) as out:
+        report = abliterate(s, ctx.stream)
+        chosen = s.trial if s.trial is not None else -1
+        exported = export(replace(s, trial=chosen, fuse=False), ctx.stream)
+        fuse(s.model, exported.adapter, out / "model")
     ctx.summary["abliterate"] = {
         "trials": report.finished,
         "exported_trial": exported.trial,
