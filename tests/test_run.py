@@ -106,13 +106,13 @@ def test_quick_profile_end_to_end_then_skips_then_reruns_downstream(tmp_path, sm
         ("truthfulqa_mc", "mc1", None),
         ("truthfulqa_mc", "mc2", None),
         ("toxigen_cls", "accuracy", None),
-        ("xstest", "refused", "safe"),
-        ("xstest", "refused", "unsafe"),
-        ("harmbench", "refused", None),
+        ("xstest", "refusal", "safe"),
+        ("xstest", "refusal", "unsafe"),
+        ("harmbench", "refusal", None),
         ("gsm8k", "accuracy", None),
     ):
         assert wanted in metrics, (wanted, sorted(metrics, key=str))
-    assert {r["benchmark"] for r in rows} >= {"ethics"}
+    assert any(b == "ethics" and m == "refusal" for b, m, _ in metrics)
     for r in rows:
         if r["metric"].startswith("agreement"):
             continue

@@ -33,7 +33,7 @@ def run(
     \b
     Stages whose inputs and settings are unchanged are skipped; a killed run continues
     where it stopped when you run it again.
-    Examples:  lem run --quick          (SmolLM2 from PyPI, ~15 minutes on a 2-core CPU)
+    Examples:  lem run --quick          (SmolLM2 from PyPI; about 45 minutes on a slow 2-core CPU)
                lem init . && lem run lem.toml
                lem run lem.toml --only bench   (one stage, with the settings lem run gives it)
     """
