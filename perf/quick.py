@@ -53,8 +53,10 @@ def main() -> None:
     for name, record in stages.items():
         print(f"{'stage ' + name:<36} {record['seconds']:7.1f} s")
     print(f"{'lem run --quick, all stages':<36} {total:7.1f} s  ({total / 60:.1f} min)")
-    print(f"{'import + run (a new user after install)':<36} {fetch + total:7.1f} s  "
-          f"({(fetch + total) / 60:.1f} min)")
+    print(
+        f"{'import + run (a new user after install)':<36} {fetch + total:7.1f} s  "
+        f"({(fetch + total) / 60:.1f} min)"
+    )
     ran = "nothing" if "ran: nothing" in second else second.strip().splitlines()[-2]
     print(f"{'second lem run --quick':<36} {again:7.1f} s  (re-ran {ran})")
     if args.keep is None:

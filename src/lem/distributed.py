@@ -22,7 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from lem.errors import LemError
@@ -76,6 +78,24 @@ def agree(g: Any, fn: Callable[[], T]) -> T:
     if failed:
         raise LemError(f"stopped: rank {', '.join(map(str, failed))} failed (see its message)")
     return result
+
+
+@contextmanager
+def rank0_locked(g: Any, out: Path, check: Callable[[], None] | None = None) -> Iterator[None]:
+    """Rank 0 checks (`check`) and locks the output directory `out` for the body; the other
+    ranks write nothing there. A refusal on rank 0 stops every rank (`agree`)."""
+    from lem.store import locked
+
+    with ExitStack() as stack:
+
+        def take_out() -> None:
+            if g.rank() == 0:
+                if check is not None:
+                    check()
+                stack.enter_context(locked(out))
+
+        agree(g, take_out)
+        yield
 
 
 def in_turn(g: Any, fn: Callable[[], T]) -> T:

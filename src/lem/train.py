@@ -15,7 +15,6 @@ metrics.jsonl, loss.png, settings.json, manifest.json, and model/ (fused) unless
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
@@ -28,7 +27,7 @@ from typing import Any, TextIO
 
 from lem.config import check, setting, to_dict
 from lem.errors import LemError
-from lem.store import Manifest, check_output_dir, locked, sha256_file, sha256_tree, write_json
+from lem.store import Manifest, check_output_dir, sha256_file, sha256_tree, write_json
 from lem.train_data import Example, read_splits, tokenize
 from lem.train_files import ADAPTER_CONFIG, ADAPTER_FILE, plot_losses, prepare_out
 
@@ -310,20 +309,12 @@ def train(
     """
     import mlx.core as mx
 
-    from lem.distributed import agree
+    from lem.distributed import rank0_locked
 
     s, out, started = settings, Path(settings.out), time.perf_counter()
     stream = stream if stream is not None else sys.stderr
     group = mx.distributed.init()
-    writer = group.rank() == 0
-    with contextlib.ExitStack() as stack:
-
-        def take_out() -> None:  # rank 0 owns OUT; the other ranks write nothing
-            if writer:
-                check_output_dir(out)
-                stack.enter_context(locked(out))
-
-        agree(group, take_out)
+    with rank0_locked(group, out, check=lambda: check_output_dir(out)):
         return _train(s, out, started, stream, group, resume, callback)
 
 

@@ -29,14 +29,13 @@ from lem.bench import get_benchmark
 from lem.bench.data import HUB, Selection, load_items
 from lem.bench.definition import Benchmark
 from lem.config import check, setting
-from lem.distributed import agree, barrier, in_turn
+from lem.distributed import agree, barrier, in_turn, rank0_locked
 from lem.errors import LemError
 from lem.models import ModelRef, parse_model_ref
 from lem.store import (
     JsonlAppender,
     Manifest,
     iter_jsonl,
-    locked,
     read_done,
     read_manifest,
     sha256_json,
@@ -498,13 +497,7 @@ def run_bench(
 
     check_settings(settings)
     g = group()
-    with contextlib.ExitStack() as stack:
-
-        def take_out() -> None:  # OUT is rank 0's; the other ranks write only their parts
-            if g.rank() == 0:
-                stack.enter_context(locked(settings.out))
-
-        agree(g, take_out)
+    with rank0_locked(g, settings.out):  # the other ranks write only their parts
         return _run(settings, loader, stream, g)
 
 
