@@ -556,8 +556,8 @@ def test_abliterating_a_refusal_trained_smollm2(smollm2_dir, tmp_path, capsys):
     Asserts: the subject refuses >= 80% of held-out HarmBench behaviours; the search
     finishes its trials and finds an edit that removes at least half of those refusals
     (measured: 1.00 -> 0.25 at KL 0.105, trial 14); the exported model (adapter fused by
-    `lem fuse`) measures what its trial measured; the benign subspace changes the
-    direction. The refusal/KL trade-off found is printed, k = 0 beside k = 8.
+    `lem fuse`) measures what its trial measured. The refusal/KL trade-off found is
+    printed. (k = 0 beside k = 8 on the same edits: benchmarks/abliterate_benign.py.)
 
     The search ranges are the subject's, not the defaults. Its refusal is taught into
     its last 8 layers only (LoRA), and measured: removing the direction of layers 10-20
@@ -571,10 +571,7 @@ def test_abliterating_a_refusal_trained_smollm2(smollm2_dir, tmp_path, capsys):
 
     from abliterate_subject import build
 
-    from lem.abliterate.direction import load_directions, refusal_directions
-    from lem.abliterate.objectives import encode, evaluate
-    from lem.abliterate.residuals import last_token_states
-    from lem.abliterate.run import prompt_sets
+    from lem.abliterate.objectives import evaluate
     from lem.models import load_model
 
     started = time.perf_counter()
@@ -609,30 +606,13 @@ def test_abliterating_a_refusal_trained_smollm2(smollm2_dir, tmp_path, capsys):
     assert abs(again.over_refusal - best["over_refusal"]) <= 1 / s.n_eval
     assert again.kl == pytest.approx(best["kl"], rel=0.05, abs=1e-3)
 
-    # The same edit with the plain heretic direction (benign_rank 0), side by side.
-    p = best["params"]
-    profile = Profile(p["peak"], p["span"], p["weight"])
-    directions = load_directions(s.out / "directions.npz")
-    sets = prompt_sets(s)
-    states = [
-        last_token_states(loaded.model, [encode(loaded, q.text) for q in split.train])
-        for split in (sets.harmful, sets.harmless)
-    ]
-    plain = refusal_directions(*states, benign_rank=0)
-    layer = p["source_layer"]
-    assert float(abs(plain.vectors[layer] @ directions.vectors[layer])) < 0.999
-    editor = Editor(loaded.model)
-    editor.apply(plain.vectors[layer], profile.weights(len(loaded.model.layers)))
-    k0 = evaluate(loaded, held, base, s.max_tokens, s.batch_size)
-    editor.restore()
     done = time.perf_counter()
     with capsys.disabled():
         print(f"\nsubject trained in {trained - started:.0f}s; unedited {report.baseline}")
         for t in trials:
             print(f"  trial {t['trial']}: refusal {t['refusal']:.2f} over {t['over_refusal']:.2f} "
                   f"KL {t['kl']:.4f} {t['params']}")  # fmt: skip
-        print(f"best trial {best['trial']}: k=8 refusal {best['refusal']:.2f} over-refusal "
-              f"{best['over_refusal']:.2f} KL {best['kl']:.4f} | k=0 refusal {k0.refusal:.2f} "
-              f"over-refusal {k0.over_refusal:.2f} KL {k0.kl:.4f}")  # fmt: skip
+        print(f"best trial {best['trial']}: refusal {best['refusal']:.2f} over-refusal "
+              f"{best['over_refusal']:.2f} KL {best['kl']:.4f}")  # fmt: skip
         print(f"exported model: refusal {again.refusal:.2f} over {again.over_refusal:.2f}")
         print(f"search {searched - trained:.0f}s, total {done - started:.0f}s")
