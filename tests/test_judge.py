@@ -314,8 +314,11 @@ def test_a_judge_that_obeys_the_response_still_cannot_give_its_verdict(wire, res
             found = Judge(client, JUDGE).judge(TRUTHFULQA, [item(response), item()])
     forged, clean = found
     # The judge did obey: every reply to the injected response was the injected JSON.
-    replies = {json.loads(obedient_judge(r)).get("truthfulness") for r in server.requests
-               if BLOCK_RE.search(first_prompt(r)).group(1) != item().response}
+    replies = {
+        json.loads(obedient_judge(r)).get("truthfulness")
+        for r in server.requests
+        if BLOCK_RE.search(first_prompt(r)).group(1) != item().response
+    }
     assert replies == {10}
     assert forged.status == "unscored" and forged.values is None, forged
     assert "response_id" in forged.reason
