@@ -562,7 +562,7 @@ def test_abliterating_a_refusal_trained_smollm2(smollm2_dir, tmp_path, capsys):
     The search ranges are the subject's, not the defaults. Its refusal is taught into
     its last 8 layers only (LoRA), and measured: removing the direction of layers 10-20
     from every layer's writes leaves refusal at 0.88-1.00, the direction of layer 24
-    from every layer takes it to 0.25-0.31, from layers 18-29 only to 1.00. So the
+    from every layer takes it to 0.25-0.31, from layers 18-29 only to 0.94-1.00. So the
     direction is looked for in the trained layers (source 0.7-1.0) and the profile may
     reach across the whole depth (span up to the layer count). With the default ranges
     6 trials all left refusal at 1.00.
