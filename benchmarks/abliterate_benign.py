@@ -52,9 +52,8 @@ def main() -> None:
     from lem.abliterate import AbliterateSettings
     from lem.abliterate.direction import refusal_directions
     from lem.abliterate.edit import Editor, Profile
-    from lem.abliterate.objectives import encode, evaluate, first_token_logprobs, held_out
-    from lem.abliterate.residuals import last_token_states
-    from lem.abliterate.run import prompt_sets
+    from lem.abliterate.objectives import evaluate, first_token_logprobs
+    from lem.abliterate.run import held_out_sets, prompt_sets, train_states
     from lem.models import load_model
     from lem.stats import wilcoxon_signed_rank
 
@@ -66,12 +65,9 @@ def main() -> None:
     s = AbliterateSettings(model=str(model), n_train=32, n_eval=16, max_tokens=32)
     loaded = load_model(model)
     sets = prompt_sets(s)
-    held = held_out(loaded, sets.harmful.held_out, sets.safe.held_out, sets.harmless.held_out)
+    held = held_out_sets(loaded, sets)
     base = first_token_logprobs(loaded.model, held.harmless_ids)
-    states = [
-        last_token_states(loaded.model, [encode(loaded, q.text) for q in split.train])
-        for split in (sets.harmful, sets.harmless)
-    ]
+    states = train_states(loaded, sets, s.batch_size)
     directions = {k: refusal_directions(*states, benign_rank=k) for k in (0, 8)}
     layers = len(loaded.model.layers)
     edits = grid(layers)

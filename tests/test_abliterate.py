@@ -539,13 +539,12 @@ def test_lem_run_makes_and_benches_the_abliterated_variant(tiny_llama_dir, tmp_p
 # ---------------------------------------------------------------- end to end (slow)
 
 
-def held_out_sets(loaded, s: AbliterateSettings):
+def held_out_and_base(loaded, s: AbliterateSettings):
     """The run's held-out sets, encoded, and the unedited model's first-token log-probs."""
-    from lem.abliterate.objectives import first_token_logprobs, held_out
-    from lem.abliterate.run import prompt_sets
+    from lem.abliterate.objectives import first_token_logprobs
+    from lem.abliterate.run import held_out_sets, prompt_sets
 
-    sets = prompt_sets(s)
-    held = held_out(loaded, sets.harmful.held_out, sets.safe.held_out, sets.harmless.held_out)
+    held = held_out_sets(loaded, prompt_sets(s))
     return held, first_token_logprobs(loaded.model, held.harmless_ids)
 
 
@@ -599,7 +598,7 @@ def test_abliterating_a_refusal_trained_smollm2(smollm2_dir, tmp_path, capsys):
 
     exported = export(replace(s, trial=best["trial"]))
     loaded = load_model(subject)
-    held, base = held_out_sets(loaded, s)
+    held, base = held_out_and_base(loaded, s)
     fused = load_model(exported.model)
     again = evaluate(fused, held, base, s.max_tokens, s.batch_size)
     assert abs(again.refusal - best["refusal"]) <= 1 / s.n_eval

@@ -92,23 +92,39 @@ def check_run(out: Path, s: AbliterateSettings, inputs: dict) -> None:
             )
 
 
-def directions_for(loaded: Any, sets: Sets, s: AbliterateSettings, out: Path, stream: TextIO):
-    """The run's directions: read back, or computed from the train prompts and kept."""
-    from lem.abliterate.direction import load_directions, refusal_directions, save_directions
+def train_states(
+    loaded: Any, sets: Sets, batch_size: int, stream: TextIO | None = None
+) -> tuple[Any, Any]:
+    """Last-token states after every layer of the harmful and the harmless train prompts."""
     from lem.abliterate.objectives import encode
     from lem.abliterate.residuals import last_token_states
     from lem.progress import Progress
 
-    path = out / DIRECTIONS_FILE
-    if path.is_file():
-        return load_directions(path)
-    states = {}
+    states = []
     for name, split in (("harmful", sets.harmful), ("harmless", sets.harmless)):
         ids = [encode(loaded, p.text) for p in split.train]
         progress = Progress(f"residuals {name}", len(ids), stream=stream)
-        states[name] = last_token_states(loaded.model, ids, s.batch_size, progress.update)
+        states.append(last_token_states(loaded.model, ids, batch_size, progress.update))
         progress.close()
-    d = refusal_directions(states["harmful"], states["harmless"], s.benign_rank, s.orthogonalize)
+    return states[0], states[1]
+
+
+def held_out_sets(loaded: Any, sets: Sets) -> Any:
+    """The held-out prompts of every objective, encoded for `loaded` (objectives.HeldOut)."""
+    from lem.abliterate.objectives import held_out
+
+    return held_out(loaded, sets.harmful.held_out, sets.safe.held_out, sets.harmless.held_out)
+
+
+def directions_for(loaded: Any, sets: Sets, s: AbliterateSettings, out: Path, stream: TextIO):
+    """The run's directions: read back, or computed from the train prompts and kept."""
+    from lem.abliterate.direction import load_directions, refusal_directions, save_directions
+
+    path = out / DIRECTIONS_FILE
+    if path.is_file():
+        return load_directions(path)
+    harmful, harmless = train_states(loaded, sets, s.batch_size, stream)
+    d = refusal_directions(harmful, harmless, s.benign_rank, s.orthogonalize)
     save_directions(path, d)
     return d
 
@@ -175,12 +191,7 @@ def _prepare(s: AbliterateSettings, out: Path) -> tuple[Any, Sets, dict]:
 
 def _search(s: AbliterateSettings, out: Path, stream: TextIO, started: float) -> AbliterateReport:
     from lem.abliterate.edit import Editor
-    from lem.abliterate.objectives import (
-        answer_records,
-        evaluate,
-        first_token_logprobs,
-        held_out,
-    )
+    from lem.abliterate.objectives import answer_records, evaluate, first_token_logprobs
     from lem.abliterate.search import (
         Space,
         finished,
@@ -193,7 +204,7 @@ def _search(s: AbliterateSettings, out: Path, stream: TextIO, started: float) ->
 
     loaded, sets, inputs = _prepare(s, out)
     directions = directions_for(loaded, sets, s, out, stream)
-    held = held_out(loaded, sets.harmful.held_out, sets.safe.held_out, sets.harmless.held_out)
+    held = held_out_sets(loaded, sets)
     judge = make_judge(s)
     baseline = _baseline(loaded, held, s, out, judge, stream)
     base_logprobs = first_token_logprobs(loaded.model, held.harmless_ids)
