@@ -92,11 +92,14 @@ def generate_batch(
     on_result: Callable[[int, Generation], None] | None = None,
     share_prefix: bool = True,
     repetition_penalty: float | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> list[Generation]:
     """Generate an answer for each prompt (token ids), `batch_size` sequences at a time.
 
     Greedy when `temperature` is 0. `on_result(index, generation)` is called as each
-    answer finishes, in finishing order; the list returned is in prompt order.
+    answer finishes, in finishing order; answers that finish at the same decoding step
+    come in one burst, after which `on_step()` is called (where progress is best shown).
+    The list returned is in prompt order.
     With `share_prefix`, a long prefix common to all prompts (a teacher's kernel, say)
     is run through the model once and its KV cache reused by every prompt, instead of
     being recomputed per prompt: the same numbers, a fraction of the prefill work.
@@ -134,6 +137,7 @@ def generate_batch(
         tokens: dict[int, list[int]] = {uid: [] for uid in uids}
         results: list[Generation | None] = [None] * len(prompts)
         while responses := gen.next_generated():
+            finished = False
             for r in responses:
                 if r.finish_reason != "stop":
                     tokens[r.uid].append(r.token)
@@ -147,8 +151,11 @@ def generate_batch(
                     prompt_tokens=len(prompts[i]),
                     seconds=time.perf_counter() - start,
                 )
+                finished = True
                 if on_result is not None:
                     on_result(i, results[i])
+            if finished and on_step is not None:
+                on_step()
     finally:
         gen.close()
     missing = [i for i, r in enumerate(results) if r is None]

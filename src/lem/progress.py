@@ -43,9 +43,16 @@ class Progress:
         self._last = -float("inf")
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
-    def update(self, n: int = 1, tokens: int = 0, note: str = "") -> None:
+    def update(self, n: int = 1, tokens: int = 0, note: str = "", show: bool = True) -> None:
+        """Count `n` finished items; print the line when due, unless `show` is False
+        (items that finish in one burst: count each, then `show` once after the last)."""
         self.done += n
         self.tokens += tokens
+        if show:
+            self.show(note)
+
+    def show(self, note: str = "") -> None:
+        """Print the status line if `interval` has passed since the last one, or at the end."""
         now = self._clock()
         if now - self._last >= self.interval or self.done >= self.total:
             self._last = now

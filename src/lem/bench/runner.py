@@ -376,7 +376,7 @@ def generate_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: Text
             }
             out.write(record)
             pair.done[record["id"]] = record
-            progress.update(1, tokens=g.tokens, note=f"{capped} hit the cap" if capped else "")
+            progress.update(1, tokens=g.tokens, show=False)  # shown once per burst, below
 
         generate_batch(
             loaded,
@@ -386,6 +386,7 @@ def generate_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: Text
             seed=settings.seed,
             batch_size=settings.batch_size,
             on_result=on_result,
+            on_step=lambda: progress.show(f"{capped} hit the cap" if capped else ""),
         )
     progress.close()
     return len(todo)
