@@ -69,3 +69,22 @@ def test_quantized_model_is_dequantized_to_float32_on_cpu(tiny_llama_dir, tmp_pa
     logits_q = kept.model(mx.array([ids]))
     logits_f = auto.model(mx.array([ids]))
     assert mx.allclose(logits_q, logits_f, atol=1e-3).item()
+
+
+def test_batch_answers_come_back_in_prompt_order_whatever_their_lengths(tiny_llama_dir):
+    """Prompts run shortest first; each answer still lands on its own prompt, the same as
+    that prompt run alone, and each prompt keeps its own cap."""
+    loaded = load_model(tiny_llama_dir)
+    texts = ["a long question " * 12, "hi", "a middling question " * 4, "yes or no"]
+    prompts = [encode_chat(loaded, [{"role": "user", "content": t}]) for t in texts]
+    assert sorted(map(len, prompts)) != list(map(len, prompts))  # the order really changes
+    caps = [6, 2, 4, 3]
+    together = generate_batch(loaded, prompts, max_tokens=caps)
+    for prompt, cap, answer in zip(prompts, caps, together, strict=True):
+        (alone,) = generate_batch(loaded, [prompt], max_tokens=cap)
+        assert (answer.text, answer.tokens, answer.prompt_tokens) == (
+            alone.text,
+            alone.tokens,
+            len(prompt),
+        )
+        assert answer.tokens <= cap

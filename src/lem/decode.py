@@ -93,6 +93,7 @@ def generate_batch(
     share_prefix: bool = True,
     repetition_penalty: float | None = None,
     on_step: Callable[[], None] | None = None,
+    shortest_first: bool = True,
 ) -> list[Generation]:
     """Generate an answer for each prompt (token ids), `batch_size` sequences at a time.
 
@@ -104,6 +105,10 @@ def generate_batch(
     is run through the model once and its KV cache reused by every prompt, instead of
     being recomputed per prompt: the same numbers, a fraction of the prefill work.
     `repetition_penalty` (mlx-lm's, over the last 20 tokens) keeps small models out of loops.
+    With `shortest_first`, prompts enter the model in order of length: mlx-lm prefills
+    them in groups padded to the longest of each, so in the given order short prompts
+    are padded to long ones (HarmBench's 50: twice the time for the same answers;
+    perf/prompt_order.py).
     """
     import mlx.core as mx
     from mlx_lm.generate import BatchGenerator
@@ -132,8 +137,13 @@ def generate_batch(
     else:
         shared = 0
     try:
-        uids = gen.insert([list(p[shared:]) for p in prompts], caps, caches=caches)
-        index = {uid: i for i, uid in enumerate(uids)}
+        order = list(range(len(prompts)))
+        if shortest_first:
+            order.sort(key=lambda i: len(prompts[i]))
+        uids = gen.insert(
+            [list(prompts[i][shared:]) for i in order], [caps[i] for i in order], caches=caches
+        )
+        index = {uid: i for uid, i in zip(uids, order, strict=True)}
         tokens: dict[int, list[int]] = {uid: [] for uid in uids}
         results: list[Generation | None] = [None] * len(prompts)
         while responses := gen.next_generated():
