@@ -277,7 +277,7 @@ def _messages(prompt: str | list[dict]) -> list[dict]:
     return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
 
 
-def _encode(loaded: Any, fmt: dict, prompt: str | list[dict]) -> list[int]:
+def encode_prompt(loaded: Any, fmt: dict, prompt: str | list[dict]) -> list[int]:
     """A prompt (text, or a multi-turn chat) as token ids in the model's prompt format."""
     from lem.decode import encode_chat, encode_text
 
@@ -380,7 +380,7 @@ def generate_pair(pair: Pair, loaded: Any, settings: BenchSettings, stream: Text
 
         generate_batch(
             loaded,
-            [_encode(loaded, fmt, p) for p in prompts],
+            [encode_prompt(loaded, fmt, p) for p in prompts],
             max_tokens=pair.config["max_tokens"],
             temperature=settings.temperature,
             seed=settings.seed,
